@@ -1,0 +1,114 @@
+"""Small filesystem, seeding and string helpers (Dassl's ``dassl.utils.tools``).
+
+Kept dependency-light: PIL, numpy and torch are imported only inside the functions that need
+them, so that ``import dasslite.utils`` stays cheap.
+"""
+from __future__ import annotations
+
+import difflib
+import errno
+import json
+import os
+import os.path as osp
+import random
+import warnings
+from typing import Any, List, Optional, Sequence
+
+__all__ = [
+    "mkdir_if_missing",
+    "check_isfile",
+    "read_json",
+    "write_json",
+    "read_image",
+    "listdir_nohidden",
+    "tolist_if_not",
+    "get_most_similar_str_to_a_from_b",
+    "set_random_seed",
+    "collect_env_info",
+]
+
+
+def mkdir_if_missing(dirname: str) -> None:
+    """Create ``dirname`` (and parents) unless it exists; tolerant of a concurrent creator."""
+    if not osp.exists(dirname):
+        try:
+            os.makedirs(dirname)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+
+
+def check_isfile(fpath: str) -> bool:
+    """Return whether ``fpath`` is a file, warning when it is not (Dassl behaviour)."""
+    isfile = osp.isfile(fpath)
+    if not isfile:
+        warnings.warn('No file found at "{}"'.format(fpath))
+    return isfile
+
+
+def read_json(fpath: str) -> Any:
+    """Load a JSON file."""
+    with open(fpath, "r") as f:
+        return json.load(f)
+
+
+def write_json(obj: Any, fpath: str) -> None:
+    """Write ``obj`` as JSON with Dassl's layout (indent 4), creating the parent folder."""
+    mkdir_if_missing(osp.dirname(fpath) or ".")
+    with open(fpath, "w") as f:
+        json.dump(obj, f, indent=4, separators=(",", ": "))
+
+
+def read_image(path: str):
+    """Open an image as RGB (``PIL.Image.Image``)."""
+    from PIL import Image
+
+    return Image.open(path).convert("RGB")
+
+
+def listdir_nohidden(path: str, sort: bool = False) -> List[str]:
+    """List entries of ``path`` not starting with ``.``; ``os.listdir`` order unless ``sort``."""
+    items = [f for f in os.listdir(path) if not f.startswith(".")]
+    if sort:
+        items.sort()
+    return items
+
+
+def tolist_if_not(x: Any) -> list:
+    """Wrap ``x`` in a list unless it already is one."""
+    if not isinstance(x, list):
+        x = [x]
+    return x
+
+
+def get_most_similar_str_to_a_from_b(a: str, b: Sequence[str]) -> Optional[str]:
+    """Return the string of ``b`` most similar to ``a`` (ties go to the later candidate)."""
+    highest_sim = 0
+    chosen = None
+    for candidate in b:
+        sim = difflib.SequenceMatcher(None, a, candidate).ratio()
+        if sim >= highest_sim:
+            highest_sim = sim
+            chosen = candidate
+    return chosen
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed Python's ``random``, numpy and torch (CPU and all CUDA devices)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def collect_env_info() -> str:
+    """PyTorch's environment report plus the Pillow version (slow: may take seconds)."""
+    import PIL
+    from torch.utils.collect_env import get_pretty_env_info
+
+    env_str = get_pretty_env_info()
+    env_str += "\n        Pillow ({})".format(PIL.__version__)
+    return env_str
