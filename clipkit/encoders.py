@@ -1,0 +1,249 @@
+"""CLIP's two towers, re-run in our own loop so that prompts can be injected.
+
+We never vendor or edit CLIP. :class:`TextTower` and :class:`VisionTower` hold *references* to
+the stock ``clip.model.CLIP`` submodules (so frozen and prompted passes share one set of
+weights) and re-implement only the forward loop, block by block. That loop is the single
+place where every method's prompts enter CLIP:
+
+* text: prompt embeddings come in as the input sequence (CoOp-style context, layer 0); deep
+  prompts overwrite positions ``1 .. 1+n`` before layers ``1 .. J-1`` (MaPLe / IVLP / PromptSRC /
+  DiSa);
+* vision: prompts are appended after the positional embedding (``"append"``, MaPLe family) or
+  inserted after ``ln_pre`` between CLS and the patches (``"after_cls"``, DAPT/VPT); deep prompts
+  overwrite the same slots before later layers.
+
+Two exact speed-ups live here as well:
+
+* attention runs through :func:`torch.nn.functional.scaled_dot_product_attention` with
+  ``is_causal`` for text (no 77x77 additive mask), batch-first;
+* the text tower runs only up to the longest EOT position of the batch. Attention is causal and
+  the feature is read at EOT, so positions after it cannot change the result (methods.md §1.4).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+VisualPromptPosition = Literal["append", "after_cls"]
+
+
+def block_forward(block: nn.Module, x: Tensor, causal: bool = False,
+                  key_padding_mask: Optional[Tensor] = None) -> Tensor:
+    """Run one stock ``ResidualAttentionBlock`` on a batch-first sequence ``x`` (N, L, D).
+
+    Equivalent to ``block(x.transpose(0, 1))`` with the block's own mask, but batch-first, any
+    length ``L`` (the stored 77x77 text mask is replaced by ``is_causal``) and using fused SDPA.
+    ``key_padding_mask`` (N, L) bool, True = ignore, is accepted for towers that need it.
+    """
+    attn: nn.MultiheadAttention = block.attn
+    y = block.ln_1(x)
+    n, length, dim = y.shape
+    heads = attn.num_heads
+    q, k, v = F.linear(y, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    q, k, v = (t.view(n, length, heads, dim // heads).transpose(1, 2) for t in (q, k, v))
+    mask = None
+    if key_padding_mask is not None:
+        mask = ~key_padding_mask[:, None, None, :]
+        if causal:
+            mask = mask & torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+        causal = False
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    out = out.transpose(1, 2).reshape(n, length, dim)
+    x = x + attn.out_proj(out)
+    return x + block.mlp(block.ln_2(x))
+
+
+def _check_deep_prompts(deep: Sequence[Optional[Tensor]], n_layers: int, tower: str) -> None:
+    if len(deep) > n_layers - 1:
+        raise ValueError(
+            f"{tower} tower has {n_layers} layers, so at most {n_layers - 1} deep prompts "
+            f"(layers 1..{n_layers - 1}) can be injected, got {len(deep)}; lower the prompt depth"
+        )
+
+
+class TextTower(nn.Module):
+    """CLIP's text encoder with a prompt-embedding entry point (``encode_embeddings``).
+
+    A prompt learner only produces token embeddings; it never copies a ``TextEncoder``.
+    """
+
+    def __init__(self, clip_model: nn.Module) -> None:
+        super().__init__()
+        self.token_embedding = clip_model.token_embedding
+        self.positional_embedding = clip_model.positional_embedding
+        self.blocks = clip_model.transformer.resblocks
+        self.ln_final = clip_model.ln_final
+        self.text_projection = clip_model.text_projection
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Activation dtype: that of the attention weights (fp16 when CLIP was converted)."""
+        return self.blocks[0].attn.in_proj_weight.dtype
+
+    @property
+    def width(self) -> int:
+        return self.ln_final.weight.shape[0]
+
+    @property
+    def context_length(self) -> int:
+        return self.positional_embedding.shape[0]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.blocks)
+
+    def embed(self, tokens: Tensor) -> Tensor:
+        """Token ids (N, L) -> token embeddings (N, L, D) in the activation dtype."""
+        return self.token_embedding(tokens).to(self.dtype)
+
+    def encode_embeddings(
+        self,
+        embeds: Tensor,
+        eot: Tensor,
+        deep_prompts: Sequence[Optional[Tensor]] = (),
+        prompt_start: int = 1,
+        truncate: bool = True,
+    ) -> Tensor:
+        """Encode prompt embeddings (N, L, D) into projected text features (N, E).
+
+        Args:
+            embeds: input embeddings, positional embedding NOT yet added. ``L`` may already be
+                shorter than the context length.
+            eot: (N,) index of each sequence's end-of-text token.
+            deep_prompts: entry ``i`` (a (n, D) or (N, n, D) tensor, or None) overwrites
+                positions ``prompt_start .. prompt_start+n`` before layer ``i + 1``.
+            truncate: run only positions ``0 .. max(eot)`` (exact; see module docstring).
+        """
+        _check_deep_prompts(deep_prompts, self.num_layers, "text")
+        if truncate:
+            embeds = embeds[:, : int(eot.max()) + 1]
+        length = embeds.shape[1]
+        x = embeds.to(self.dtype) + self.positional_embedding[:length].to(self.dtype)
+        for i, block in enumerate(self.blocks):
+            if 1 <= i <= len(deep_prompts) and deep_prompts[i - 1] is not None:
+                x = _overwrite_slots(x, deep_prompts[i - 1], prompt_start)
+            x = block_forward(block, x, causal=True)
+        return self.project(x, eot)
+
+    def project(self, x: Tensor, eot: Tensor) -> Tensor:
+        """Final LayerNorm at each sequence's EOT position, then the text projection."""
+        x = self.ln_final(x[torch.arange(x.shape[0], device=x.device), eot])
+        return x @ self.text_projection.to(x.dtype)
+
+    def encode_tokens(self, tokens: Tensor, truncate: bool = True) -> Tensor:
+        """Plain (unprompted) encoding of token ids, equal to ``clip_model.encode_text``."""
+        return self.encode_embeddings(self.embed(tokens), tokens.argmax(dim=-1), truncate=truncate)
+
+
+def _overwrite_slots(x: Tensor, prompt: Tensor, start: int) -> Tensor:
+    """Return ``x`` with ``x[:, start:start+n]`` replaced by ``prompt`` (broadcast over N).
+
+    Built by concatenation rather than in-place assignment so autograd sees a clean graph.
+    """
+    prompt = prompt.to(x.dtype)
+    if prompt.dim() == 2:
+        prompt = prompt.unsqueeze(0).expand(x.shape[0], -1, -1)
+    n = prompt.shape[1]
+    end = x.shape[1] if start < 0 and start + n == 0 else start + n
+    return torch.cat([x[:, :start], prompt, x[:, end:]], dim=1)
+
+
+@dataclass
+class VisionOutput:
+    """Vision tower result: projected CLS feature, and optionally the final token states."""
+
+    features: Tensor
+    tokens: Optional[Tensor] = None  # (N, L, width), last block's output, before ln_post
+
+
+class VisionTower(nn.Module):
+    """CLIP's ViT image encoder with visual-prompt slots (see module docstring).
+
+    ResNet backbones have no token sequence; they are supported for unprompted encoding only.
+    """
+
+    def __init__(self, clip_model: nn.Module) -> None:
+        super().__init__()
+        self.visual = clip_model.visual
+        self.is_vit = hasattr(self.visual, "transformer")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.visual.conv1.weight.dtype
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.visual.transformer.resblocks) if self.is_vit else 0
+
+    @property
+    def width(self) -> int:
+        return self.visual.conv1.weight.shape[0]
+
+    @property
+    def grid_size(self) -> int:
+        return round((self.visual.positional_embedding.shape[0] - 1) ** 0.5)
+
+    @property
+    def patch_size(self) -> int:
+        return self.visual.conv1.weight.shape[-1]
+
+    def forward(
+        self,
+        images: Tensor,
+        prompts: Optional[Tensor] = None,
+        deep_prompts: Sequence[Optional[Tensor]] = (),
+        position: VisualPromptPosition = "append",
+        return_tokens: bool = False,
+    ) -> VisionOutput:
+        """Encode images (N, 3, H, W); ``prompts`` (n, width) or (N, n, width) enter layer 0."""
+        if not self.is_vit:
+            return self._forward_resnet(images, prompts, deep_prompts, return_tokens)
+        _check_deep_prompts(deep_prompts, self.num_layers, "vision")
+        if prompts is None and any(p is not None for p in deep_prompts):
+            raise ValueError("deep visual prompts need layer-0 prompts (their slots) as well")
+        x = self._embed_patches(images.to(self.dtype))
+        n_prompt = 0 if prompts is None else prompts.shape[-2]
+        if prompts is not None and position == "append":
+            x = torch.cat([x, _batched(prompts, x)], dim=1)
+        x = self.visual.ln_pre(x)
+        if prompts is not None and position == "after_cls":
+            x = torch.cat([x[:, :1], _batched(prompts, x), x[:, 1:]], dim=1)
+        start = -n_prompt if position == "append" else 1
+        for i, block in enumerate(self.visual.transformer.resblocks):
+            if 1 <= i <= len(deep_prompts) and deep_prompts[i - 1] is not None:
+                x = _overwrite_slots(x, deep_prompts[i - 1], start)
+            x = block_forward(block, x)
+        return VisionOutput(self.project_cls(x), x if return_tokens else None)
+
+    def _embed_patches(self, images: Tensor) -> Tensor:
+        """conv1 patches + CLS + positional embedding, batch-first (N, 1 + grid², width)."""
+        v = self.visual
+        x = v.conv1(images).flatten(2).transpose(1, 2)
+        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        return torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
+
+    def project_cls(self, tokens: Tensor) -> Tensor:
+        """``ln_post`` of the CLS token, then the projection (CLIP's image feature)."""
+        return self.project_tokens(tokens[:, 0])
+
+    def project_tokens(self, tokens: Tensor) -> Tensor:
+        """``ln_post`` + projection applied to any token states (..., width) -> (..., E)."""
+        return self.visual.ln_post(tokens) @ self.visual.proj.to(tokens.dtype)
+
+    def _forward_resnet(self, images: Tensor, prompts: Optional[Tensor],
+                        deep_prompts: Sequence[Optional[Tensor]], return_tokens: bool) -> VisionOutput:
+        if prompts is not None or any(p is not None for p in deep_prompts) or return_tokens:
+            raise ValueError(
+                "visual prompts and token outputs need a ViT backbone (e.g. ViT-B/16); "
+                "this ResNet backbone supports unprompted image encoding only"
+            )
+        return VisionOutput(self.visual(images.to(self.dtype)))
+
+
+def _batched(prompts: Tensor, x: Tensor) -> Tensor:
+    prompts = prompts.to(x.dtype)
+    return prompts.unsqueeze(0).expand(x.shape[0], -1, -1) if prompts.dim() == 2 else prompts

@@ -1,0 +1,61 @@
+"""The shape every method's model shares: CLIP's two towers + one prompt learner.
+
+A method subclasses :class:`PromptedCLIP` and says only how its prompted text and image
+features are made. Logits, the frozen (prompt-free) passes and the class-set switch live here
+once. Frozen and prompted passes use the *same* CLIP weights (the towers hold references).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from clipkit.encoders import TextTower, VisionTower
+
+
+class PromptedCLIP(nn.Module):
+    """Base model: ``prompt_learner`` holds everything that is learned (and checkpointed)."""
+
+    prompt_learner: nn.Module
+
+    def __init__(self, clip_model: nn.Module) -> None:
+        super().__init__()
+        self.text = TextTower(clip_model)
+        self.vision = VisionTower(clip_model)
+        self.logit_scale = clip_model.logit_scale
+
+    # -- what a method defines ------------------------------------------------------------
+    def text_features(self) -> Tensor:
+        """Normalised prompted class features (C, E)."""
+        raise NotImplementedError
+
+    def image_features(self, images: Tensor) -> Tensor:
+        """Normalised prompted image features (B, E)."""
+        raise NotImplementedError
+
+    def set_classnames(self, classnames: Sequence[str]) -> None:
+        """Rebuild class-dependent buffers (prompt tokens, frozen banks) for a class set."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    @property
+    def scale(self) -> Tensor:
+        """``exp(logit_scale)`` (100 for pretrained CLIP), detached: it is never learned."""
+        return self.logit_scale.detach().exp().float()
+
+    def logits(self, image_feats: Tensor, text_feats: Tensor) -> Tensor:
+        """Scaled cosine logits in fp32 (losses are always computed in fp32)."""
+        return self.scale * image_feats.float() @ text_feats.float().t()
+
+    def forward(self, images: Tensor, text_feats: Optional[Tensor] = None) -> Tensor:
+        """Class logits; pass cached ``text_feats`` at evaluation to skip the text tower."""
+        if text_feats is None:
+            text_feats = self.text_features()
+        return self.logits(self.image_features(images), text_feats)
+
+    @torch.no_grad()
+    def frozen_image_features(self, images: Tensor) -> Tensor:
+        """Zero-shot CLIP image features (prompts off), normalised, without gradient."""
+        return F.normalize(self.vision(images).features.float(), dim=-1)
