@@ -13,9 +13,11 @@ import torch
 import torch.nn as nn
 
 from ..utils import (
+    get_rng_state,
     load_checkpoint,
     restore_checkpoint,
     save_checkpoint,
+    set_rng_state,
     tolist_if_not,
 )
 
@@ -95,6 +97,7 @@ class TrainerBase:
                 "optimizer": None if optim is None else optim.state_dict(),
                 "scheduler": None if sched is None else sched.state_dict(),
                 "val_result": val_result,
+                "rng_state": get_rng_state(),
             }
             state.update(self.extra_checkpoint_state(name))
             save_checkpoint(
@@ -132,6 +135,8 @@ class TrainerBase:
             )
             self.load_extra_checkpoint_state(name, checkpoint)
             start_epoch = checkpoint["epoch"]
+        if "rng_state" in checkpoint:  # continue the random streams where the run stopped
+            set_rng_state(checkpoint["rng_state"])
         return start_epoch
 
     def load_model(self, directory: str, epoch: Optional[int] = None) -> None:

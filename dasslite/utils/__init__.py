@@ -6,11 +6,13 @@ from .tools import (
     check_isfile,
     collect_env_info,
     get_most_similar_str_to_a_from_b,
+    get_rng_state,
     listdir_nohidden,
     mkdir_if_missing,
     read_image,
     read_json,
     set_random_seed,
+    set_rng_state,
     tolist_if_not,
     write_json,
 )
@@ -32,5 +34,5 @@ __all__ = [
     "read_image", "listdir_nohidden", "tolist_if_not", "get_most_similar_str_to_a_from_b",
     "save_checkpoint", "load_checkpoint", "resume_from_checkpoint", "load_pretrained_weights",
     "count_num_param", "open_all_layers", "open_specified_layers", "init_network_weights",
-    "AverageMeter", "MetricMeter", "restore_checkpoint",
+    "AverageMeter", "MetricMeter", "restore_checkpoint", "get_rng_state", "set_rng_state",
 ]

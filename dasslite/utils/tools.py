@@ -104,6 +104,40 @@ def set_random_seed(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
 
 
+def get_rng_state() -> dict:
+    """All global RNG states (Python, numpy, torch CPU and CUDA) as checkpoint-safe data.
+
+    Saved with each checkpoint so that a resumed run draws the same batches and augmentations
+    as an uninterrupted one. Only tensors and plain Python values (``weights_only``-loadable).
+    """
+    import numpy as np
+    import torch
+
+    version, state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(state), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                  float(cached)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`get_rng_state` returned."""
+    import numpy as np
+    import torch
+
+    version, py_state, gauss = state["python"]
+    random.setstate((version, tuple(py_state), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def collect_env_info() -> str:
     """PyTorch's environment report plus the Pillow version (slow: may take seconds)."""
     import PIL
