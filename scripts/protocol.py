@@ -1,0 +1,182 @@
+"""One parametrised driver behind every ``scripts/<method>/*.sh`` (dassl-api.md §12).
+
+The upstream repositories copy the same shell script per method and protocol (about 90
+duplicate pairs per kLOC); here each ``.sh`` is a one-line call of this driver, and the
+per-method choices (which config for which protocol, shots -> epochs) are a table.
+
+    python scripts/protocol.py PHASE --trainer T [positional args] [KEY VALUE ...]
+
+PHASE and its positional arguments:
+    base2new_train DATASET SEED     train on base classes (16 shots)
+    base2new_test  DATASET SEED     evaluate that checkpoint on the new classes
+    xd_train       SEED             train on ImageNet, all classes (cross-dataset / DG source)
+    xd_test        DATASET SEED     evaluate the ImageNet checkpoint on DATASET
+    dg_test        DATASET SEED     same as xd_test (ImageNet-V2/-Sketch/-A/-R)
+    few_shot       DATASET SHOTS SEED   train and test on all classes with SHOTS shots
+    zeroshot       DATASET [base|new|all]   zero-shot CLIP evaluation (ZeroshotCLIP trainers)
+
+Environment: DATA (dataset root, default ./data), OUTPUT (default ./output), SHOTS (base2new/xd
+shots, default 16), CFG (override the config name), PYTHON (interpreter). Trailing KEY VALUE
+pairs are forwarded to train.py as config options. A finished job is skipped (its outputs are
+never overwritten); an interrupted training job is resumed from its last checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Per trainer: config per protocol. "few_shot" maps shots -> config; "*_imagenet" overrides.
+METHODS: dict[str, dict] = {
+    "CoOp": {
+        "base2new": "vit_b16_ctxv1", "base2new_imagenet": "vit_b16_ep50_ctxv1",
+        "xd": "vit_b16_ep50_ctxv1",
+        "few_shot": {1: "vit_b16_ep50", 2: "vit_b16_ep100", 4: "vit_b16_ep100", 8: "vit_b16",
+                     16: "vit_b16"},
+        "few_shot_imagenet": "vit_b16_ep50",
+    },
+    "ZeroshotCLIP": {"zeroshot": "vit_b16"},
+    "ZeroshotCLIP2": {"zeroshot": "vit_b16"},
+}
+CONFIG_DIRS = {"ZeroshotCLIP": "CoOp", "ZeroshotCLIP2": "CoOp"}
+
+
+def config_name(trainer: str, protocol: str, dataset: str = "", shots: int = 16) -> str:
+    """The config a protocol uses for a trainer (``CFG`` in the environment overrides it)."""
+    if os.environ.get("CFG"):
+        return os.environ["CFG"]
+    table = METHODS.get(trainer)
+    if table is None:
+        raise SystemExit(f"unknown trainer {trainer!r}; scripts exist for {sorted(METHODS)}")
+    if dataset == "imagenet" and f"{protocol}_imagenet" in table:
+        return table[f"{protocol}_imagenet"]
+    entry = table.get(protocol)
+    if entry is None:
+        raise SystemExit(f"{trainer} has no {protocol} protocol in scripts/protocol.py")
+    if isinstance(entry, dict):
+        if shots not in entry:
+            raise SystemExit(f"{trainer} few-shot configs exist for shots {sorted(entry)}")
+        return entry[shots]
+    return entry
+
+
+def config_path(trainer: str, cfg: str) -> Path:
+    path = ROOT / "configs" / "trainers" / CONFIG_DIRS.get(trainer, trainer) / f"{cfg}.yaml"
+    if not path.is_file():
+        raise SystemExit(f"config file not found: {path}")
+    return path
+
+
+def max_epoch(cfg_file: Path, opts: list[str]) -> int:
+    """MAX_EPOCH after the trailing opts: the epoch of the checkpoint a test phase loads."""
+    for key, value in zip(opts[::2], opts[1::2]):
+        if key == "OPTIM.MAX_EPOCH":
+            return int(value)
+    return int(yaml.safe_load(cfg_file.read_text())["OPTIM"]["MAX_EPOCH"])
+
+
+def finished(out_dir: Path, signal: str) -> bool:
+    log = out_dir / "log.txt"
+    return log.is_file() and any(line.strip() == signal for line in log.open(errors="replace"))
+
+
+def run_train_py(args: list[str], out_dir: Path, done_signal: str) -> int:
+    """Run train.py unless the job already finished; never overwrite finished outputs."""
+    if finished(out_dir, done_signal):
+        print(f"Oops! The results exist at {out_dir} (so skip this job)")
+        return 0
+    if out_dir.exists():
+        print(f"Resuming the unfinished job in {out_dir}")
+    python = os.environ.get("PYTHON") or sys.executable
+    cmd = [python, str(ROOT / "train.py"), *args]
+    print("+ " + shlex.join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=ROOT)
+
+
+def common(trainer: str, cfg_file: Path, dataset: str, seed: int, out_dir: Path) -> list[str]:
+    return ["--root", os.environ.get("DATA", "./data"), "--seed", str(seed),
+            "--trainer", trainer, "--dataset-config-file",
+            str(ROOT / "configs" / "datasets" / f"{dataset}.yaml"),
+            "--config-file", str(cfg_file), "--output-dir", str(out_dir)]
+
+
+def phase_jobs(ns: argparse.Namespace) -> tuple[list[str], Path, str]:
+    """train.py arguments, output dir and completion signal for the requested phase."""
+    out = Path(os.environ.get("OUTPUT", "./output"))
+    shots = int(os.environ.get("SHOTS", "16"))
+    t, p, opts = ns.trainer, ns.phase, ns.opts
+    if p in ("base2new_train", "base2new_test"):
+        cfg = config_name(t, "base2new", ns.dataset)
+        sub = f"{ns.dataset}/shots_{shots}/{t}/{cfg}/seed{ns.seed}"
+        train_dir = out / "base2new" / "train_base" / sub
+        f = config_path(t, cfg)
+        if p == "base2new_train":
+            return (common(t, f, ns.dataset, ns.seed, train_dir)
+                    + ["DATASET.NUM_SHOTS", str(shots), "DATASET.SUBSAMPLE_CLASSES", "base", *opts],
+                    train_dir, "Finish training")
+        test_dir = out / "base2new" / "test_new" / sub
+        return (common(t, f, ns.dataset, ns.seed, test_dir)
+                + ["--model-dir", str(train_dir), "--load-epoch", str(max_epoch(f, opts)),
+                   "--eval-only", "DATASET.NUM_SHOTS", str(shots),
+                   "DATASET.SUBSAMPLE_CLASSES", "new", *opts], test_dir, "=> result")
+    if p in ("xd_train", "xd_test", "dg_test"):
+        cfg = config_name(t, "xd")
+        f = config_path(t, cfg)
+        train_dir = out / "imagenet" / t / f"{cfg}_{shots}shots" / f"seed{ns.seed}"
+        if p == "xd_train":
+            return (common(t, f, "imagenet", ns.seed, train_dir)
+                    + ["DATASET.NUM_SHOTS", str(shots), *opts], train_dir, "Finish training")
+        test_dir = out / "evaluation" / t / f"{cfg}_{shots}shots" / ns.dataset / f"seed{ns.seed}"
+        return (common(t, f, ns.dataset, ns.seed, test_dir)
+                + ["--model-dir", str(train_dir), "--load-epoch", str(max_epoch(f, opts)),
+                   "--eval-only", *opts], test_dir, "=> result")
+    if p == "few_shot":
+        cfg = config_name(t, "few_shot", ns.dataset, ns.shots)
+        f = config_path(t, cfg)
+        run_dir = out / ns.dataset / t / f"{cfg}_{ns.shots}shots" / f"seed{ns.seed}"
+        return (common(t, f, ns.dataset, ns.seed, run_dir)
+                + ["DATASET.NUM_SHOTS", str(ns.shots), *opts], run_dir, "Finish training")
+    cfg = config_name(t, "zeroshot")
+    f = config_path(t, cfg)
+    run_dir = out / t / cfg / ns.dataset
+    extra = []
+    if ns.subsample != "all":
+        run_dir, extra = run_dir / ns.subsample, ["DATASET.SUBSAMPLE_CLASSES", ns.subsample]
+    return (common(t, f, ns.dataset, 1, run_dir) + ["--eval-only", *extra, *opts],
+            run_dir, "=> result")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--trainer", required=True)
+    phases = parser.add_subparsers(dest="phase", required=True)
+    for name, fields in {"base2new_train": ("dataset", "seed"), "base2new_test": ("dataset", "seed"),
+                         "xd_train": ("seed",), "xd_test": ("dataset", "seed"),
+                         "dg_test": ("dataset", "seed"), "few_shot": ("dataset", "shots", "seed"),
+                         "zeroshot": ("dataset",)}.items():
+        sub = phases.add_parser(name)
+        for field in fields:
+            sub.add_argument(field, type=int if field in ("seed", "shots") else str)
+        if name == "zeroshot":
+            sub.add_argument("subsample", nargs="?", default="all", choices=["all", "base", "new"])
+        sub.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config options")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    if len(ns.opts) % 2:
+        raise SystemExit(f"config options must be KEY VALUE pairs, got {ns.opts}")
+    args, out_dir, signal = phase_jobs(ns)
+    return run_train_py(args, out_dir, signal)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

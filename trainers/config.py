@@ -1,0 +1,95 @@
+"""Every bundled trainer's ``TRAINER.<NAME>.*`` config keys, declared in one place.
+
+``extend_cfg`` adds them (and ``DATASET.SUBSAMPLE_CLASSES``) to the engine defaults before any
+YAML is merged, because yacs rejects keys that do not exist yet. The node name is the trainer's
+registry name upper-cased (``clean_cfg`` relies on it). Defaults follow methods.md; float
+options have float defaults so that YAML values type-check (write ``8.0``, not ``8``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from yacs.config import CfgNode as CN
+
+TRAINER_KEYS: dict[str, dict[str, Any]] = {
+    "COOP": {"N_CTX": 16, "CSC": False, "CTX_INIT": "", "PREC": "fp16",
+             "CLASS_TOKEN_POSITION": "end"},
+    "COCOOP": {"N_CTX": 16, "CTX_INIT": "", "PREC": "fp16"},
+    "KGCOOP": {"N_CTX": 4, "CTX_INIT": "a photo of a", "W": 8.0, "PREC": "fp16"},
+    "MAPLE": {"N_CTX": 2, "CTX_INIT": "a photo of a", "PREC": "fp16", "PROMPT_DEPTH": 9},
+    "IVLP": {"N_CTX_VISION": 2, "N_CTX_TEXT": 2, "CTX_INIT": "a photo of a", "PREC": "fp16",
+             "PROMPT_DEPTH_VISION": 9, "PROMPT_DEPTH_TEXT": 9},
+    "VPT": {"N_CTX_VISION": 2, "CTX_INIT": "a photo of a", "PREC": "fp16",
+            "PROMPT_DEPTH_VISION": 1},
+    "PROMPTSRC": {"N_CTX_VISION": 4, "N_CTX_TEXT": 4, "CTX_INIT": "a photo of a",
+                  "PREC": "fp16", "PROMPT_DEPTH_VISION": 9, "PROMPT_DEPTH_TEXT": 9,
+                  "TEXT_LOSS_WEIGHT": 25, "IMAGE_LOSS_WEIGHT": 10, "GPA_MEAN": 15,
+                  "GPA_STD": 1},
+    "DAPT": {"TXT_NUM_TOKENS": 16, "VIS_NUM_TOKENS": 16, "VIS_DROPOUT": 0.0, "VIS_BETA": 0.1,
+             "TXT_BETA": 0.1, "TXT_RBF_T": 2.0, "PROTOTYPE_GEN": False, "PREC": "fp16",
+             "PROTO_TRANSFORM": "train", "PROTO_AUTO": True},
+    "DPL": {"N_CTX_TEXT": 4, "N_CTX_VISION": 4, "PROMPT_DEPTH_TEXT": 9,
+            "PROMPT_DEPTH_VISION": 9, "MODALITY": "both", "TEXT_TEMPLATE": "a photo of a {}.",
+            "I2P": "gated", "P2I": "full", "P2P": "full", "PROMPT_UPDATE": "residual",
+            "GATE_INIT": 0.0, "GATE_PER_HEAD": True, "PREC": "fp16"},
+    "DISA": {"N_CTX_TEXT": 4, "N_CTX_VISION": 4, "PROMPT_DEPTH_TEXT": 9,
+             "PROMPT_DEPTH_VISION": 9, "CTX_INIT": "a photo of a", "PREC": "fp16",
+             "FROZEN_TEMPLATES": "imagenet60", "SR_MODE": "scl", "SR_LOGITS_WEIGHT": 1.0,
+             "TEXT_LOSS_WEIGHT": 25.0, "IMAGE_LOSS_WEIGHT": 10.0, "CIR_WEIGHT": 1.0,
+             "CIR_KL": "forward", "CIR_REDUCTION": "numel", "CIR_USE_MASK": True,
+             "MASK_RATIO": 0.25, "MASK_FILL": "grey", "MASK_SALIENCY": "prompted",
+             "MASK_TEXT": "gt", "MASK_PROB": 1.0, "DIR_WEIGHT": 1.0, "DIR_FORM": "cosine",
+             "DIR_TAU": 0.01, "DIR_PROTO_NORMALIZE": True, "DIR_PROTO_TRANSFORM": "test",
+             "GPA": True, "GPA_MEAN": 15.0, "GPA_STD": 1.0},
+}
+
+
+def extend_cfg(cfg: CN) -> None:
+    """Add the toolkit's keys to an engine default config (dassl-api.md §3.2)."""
+    cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
+    for node, keys in TRAINER_KEYS.items():
+        cfg.TRAINER[node] = CN(dict(keys))
+
+
+class ConfigError(ValueError):
+    """A user-facing config problem (unknown key, wrong type); the message says the fix."""
+
+
+def all_keys(cfg: CN, prefix: str = "") -> list[str]:
+    """Every leaf key of ``cfg`` as a dotted path, e.g. ``TRAINER.COOP.N_CTX``."""
+    keys = []
+    for name, value in cfg.items():
+        full = f"{prefix}{name}"
+        keys.extend(all_keys(value, full + ".") if isinstance(value, CN) else [full])
+    return keys
+
+
+def closest_keys(cfg: CN, key: str, n: int = 3) -> list[str]:
+    """Valid keys most similar to ``key``: same-leaf matches first, then whole-path matches."""
+    import difflib
+
+    candidates = all_keys(cfg)
+    leaf = key.rsplit(".", 1)[-1]
+    same_leaf = [k for k in candidates if k.rsplit(".", 1)[-1] == leaf and k != key]
+    similar = difflib.get_close_matches(key, candidates, n=n, cutoff=0.5)
+    return list(dict.fromkeys(same_leaf + similar))[:n]
+
+
+def merge_checked(cfg: CN, source: str | list, what: str) -> None:
+    """``merge_from_file`` / ``merge_from_list`` with errors that name the key and the fix."""
+    try:
+        if isinstance(source, str):
+            cfg.merge_from_file(source)
+        else:
+            cfg.merge_from_list(source)
+    except (KeyError, AssertionError) as err:
+        text = str(err.args[0]) if err.args else str(err)
+        if "Non-existent" not in text:
+            raise
+        key = text.split(":", 1)[1].strip()
+        raise ConfigError(
+            f"unknown config key {key!r} in {what}; closest valid keys: "
+            f"{closest_keys(cfg, key) or 'none'}"
+        ) from err
+    except ValueError as err:
+        raise ConfigError(f"{err} (in {what}; write floats with a decimal point, e.g. 8.0)") from err

@@ -1,0 +1,62 @@
+"""Zero-shot CLIP baselines (methods.md §2): hand-crafted prompts, nothing learned."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from clipkit.model import PromptedCLIP
+from clipkit.precision import PrecisionPolicy
+from clipkit.templates import SELECT7, custom_template, text_bank
+from dassl_api import TRAINER_REGISTRY
+from trainers.base import ClipTrainer, load_clip_for
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP(ClipTrainer):
+    """CLIP with the dataset's custom template, e.g. ``a photo of a {}, a type of pet.``."""
+
+    def templates(self) -> Sequence[str]:
+        return [custom_template(self.cfg.DATASET.NAME)]
+
+    def build_model(self) -> None:
+        """Load CLIP and encode the class text bank once; nothing is registered or trained."""
+        clip_model = load_clip_for(self.cfg)
+        self.precision = PrecisionPolicy.resolve("fp16", self.device)
+        self.precision.prepare_clip(clip_model)
+        self.model = PromptedCLIP(clip_model).to(self.device).eval()
+        templates = self.templates()
+        self.report_templates(templates)
+        self.text_feats = text_bank(self.model.text, self.dm.dataset.classnames, templates)
+
+    def report_templates(self, templates: Sequence[str]) -> None:
+        names = [c.replace("_", " ") for c in self.dm.dataset.classnames]
+        print(f"Prompts: {[templates[0].format(c) for c in names]}")
+
+    @torch.no_grad()
+    def model_inference(self, images: Tensor) -> Tensor:
+        return self.model.logits(self.model.frozen_image_features(images), self.text_feats)
+
+    def set_model_mode(self, mode: str = "train", names=None) -> None:
+        self.model.eval()
+
+    def load_model(self, directory: str, epoch=None) -> None:
+        print("Note that load_model() is skipped as no pretrained model is given")
+
+    def train(self, *args, **kwargs) -> None:
+        raise RuntimeError(f"{type(self).__name__} has nothing to train: run it with --eval-only")
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP2(ZeroshotCLIP):
+    """Prompt ensembling: SELECT7 + the custom template, normalised mean (7 on ImageNet)."""
+
+    def templates(self) -> Sequence[str]:
+        custom = custom_template(self.cfg.DATASET.NAME)
+        extra = [] if self.cfg.DATASET.NAME == "ImageNet" else [custom]
+        return list(SELECT7) + extra  # a new list per instance (dassl-api.md §14 #14)
+
+    def report_templates(self, templates: Sequence[str]) -> None:
+        print(f"Prompt ensembling (n={len(templates)})")
