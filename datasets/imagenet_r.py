@@ -1,0 +1,14 @@
+"""ImageNet-R: ``imagenet-rendition/imagenet-r/<wnid>/*.jpg`` (200 wnids)."""
+from __future__ import annotations
+
+from dassl_api import DATASET_REGISTRY
+
+from .base import ImageNetVariant
+
+
+@DATASET_REGISTRY.register()
+class ImageNetR(ImageNetVariant):
+    """Test-only, 200 classes: labels 0..199 over the sorted wnid folders (README.txt ignored)."""
+
+    dataset_dir = "imagenet-rendition"
+    image_subdir = "imagenet-r"

@@ -1,0 +1,14 @@
+"""ImageNet-Sketch: ``imagenet-sketch/images/<wnid>/*.JPEG`` (the archive's ``sketch/`` renamed)."""
+from __future__ import annotations
+
+from dassl_api import DATASET_REGISTRY
+
+from .base import ImageNetVariant
+
+
+@DATASET_REGISTRY.register()
+class ImageNetSketch(ImageNetVariant):
+    """Test-only, 1000 classes; label = sorted-wnid index, name from ``classnames.txt``."""
+
+    dataset_dir = "imagenet-sketch"
+    image_subdir = "images"
