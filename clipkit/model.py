@@ -47,7 +47,8 @@ class PromptedCLIP(nn.Module):
 
     def logits(self, image_feats: Tensor, text_feats: Tensor) -> Tensor:
         """Scaled cosine logits in fp32 (losses are always computed in fp32)."""
-        return self.scale * image_feats.float() @ text_feats.float().t()
+        with torch.autocast(image_feats.device.type, enabled=False):  # fp32 even under amp
+            return self.scale * image_feats.float() @ text_feats.float().t()
 
     def forward(self, images: Tensor, text_feats: Optional[Tensor] = None) -> Tensor:
         """Class logits; pass cached ``text_feats`` at evaluation to skip the text tower."""

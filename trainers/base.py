@@ -20,7 +20,7 @@ from clipkit.loading import load_clip
 from clipkit.model import PromptedCLIP
 from clipkit.precision import PrecisionPolicy, check_prec, freeze_all_but
 from dassl_api import (build_lr_scheduler, build_optimizer, compute_accuracy, load_checkpoint,
-                       load_pretrained_weights, TrainerX)
+                       load_pretrained_weights, TRAINER_REGISTRY, TrainerBase, TrainerX)
 
 
 def load_clip_for(cfg) -> nn.Module:
@@ -66,6 +66,9 @@ class PromptTrainer(ClipTrainer):
     # Buffers rebuilt from the current class names; dropped from loaded checkpoints (also those
     # written by the original repositories, which saved them).
     CLASS_DEPENDENT_KEYS: ClassVar[Sequence[str]] = ("token_prefix", "token_suffix", "token_midfix")
+    # Whether the default ``loss_summary`` reports the batch accuracy (upstream CoCoOp, MaPLe and
+    # IVLP log the loss only).
+    SUMMARY_ACC: ClassVar[bool] = True
 
     model: PromptedCLIP
 
@@ -77,17 +80,24 @@ class PromptTrainer(ClipTrainer):
         """Loss of one batch and the ``loss_summary`` entries (default: CE on the logits)."""
         logits = self.model(images)
         loss = nn.functional.cross_entropy(logits, labels)
-        return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, labels)[0].item()}
+        summary = {"loss": loss.item()}
+        if self.SUMMARY_ACC:
+            summary["acc"] = compute_accuracy(logits, labels)[0].item()
+        return loss, summary
 
     # -- model building ---------------------------------------------------------------------
     def build_model(self) -> None:
         """Load CLIP, cast it, build the method's model, freeze all but the prompt learner."""
+        self.build_for_classes(load_clip_for(self.cfg), list(self.dm.dataset.classnames))
+
+    def build_for_classes(self, clip_model: nn.Module, classnames: list[str]) -> None:
+        """``build_model`` without the data manager: model, optimiser and scheduler for a given
+        CLIP and class list (used by :func:`build_standalone` for benchmarks and tests)."""
         cfg = self.cfg
-        clip_model = load_clip_for(cfg)
         self.precision = PrecisionPolicy.resolve(self.opts.PREC, self.device)
         self.precision.prepare_clip(clip_model)
         print("Building custom CLIP")
-        self.model = self.build_custom_clip(clip_model, list(self.dm.dataset.classnames))
+        self.model = self.build_custom_clip(clip_model, classnames)
         learner = self.model.prompt_learner
         print("Turning off gradients in both the image and the text encoder")
         trainable = freeze_all_but(self.model, learner)
@@ -195,3 +205,25 @@ def _load_hint(directory: str, name: str) -> str:
         return f" (no folder {folder}: is --model-dir the training output directory?)"
     files = sorted(f for f in os.listdir(folder) if f.startswith("model"))
     return f" (available in {folder}: {files}; check --load-epoch against the config's MAX_EPOCH)"
+
+
+def build_standalone(cfg, clip_model: nn.Module, classnames: Sequence[str],
+                     device: str | torch.device = "cpu") -> PromptTrainer:
+    """The trainer ``cfg.TRAINER.NAME`` with model, optimiser and scheduler, but no dataset.
+
+    Why: benchmarks and tests drive ``forward_backward`` / ``model_inference`` on synthetic
+    tensors; building data loaders (and a dataset on disk) just to get class names would dominate
+    their cost. The trainer is set up as at the first batch of epoch 1 of a one-batch epoch
+    (``epoch``, ``batch_idx``, ``num_batches``, ``max_epoch`` can be changed afterwards);
+    ``load_clip_for`` and the data manager are skipped, so ``self.dm`` does not exist.
+    """
+    trainer_cls = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    trainer = trainer_cls.__new__(trainer_cls)
+    TrainerBase.__init__(trainer)
+    trainer.check_cfg(cfg)
+    trainer.cfg, trainer.device = cfg, torch.device(device)
+    trainer.output_dir = cfg.OUTPUT_DIR
+    trainer.start_epoch = trainer.epoch = trainer.batch_idx = 0
+    trainer.max_epoch, trainer.num_batches = cfg.OPTIM.MAX_EPOCH, 1
+    trainer.build_for_classes(clip_model, list(classnames))
+    return trainer

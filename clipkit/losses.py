@@ -1,0 +1,105 @@
+"""Loss terms of the prompt-learning methods, as plain functions on tensors (methods.md §5, §8, §11).
+
+Why one module: the same few terms (cross-entropy, a consistency L1, a KL between two
+softmaxes, a cosine "stay close to the frozen features" penalty) recur across KgCoOp,
+PromptSRC and DiSa, each with a specific normalisation that decides the published numbers. Each
+is written once here, computed in fp32 whatever the activation dtype (methods.md §1.5), and
+tested against its formula on hand-built tensors.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+KLReduction = Literal["numel", "batchmean", "sum"]
+
+
+def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy on fp32 logits."""
+    return F.cross_entropy(logits.float(), labels)
+
+
+def knowledge_guidance(text: Tensor, frozen_text: Tensor, eps: float = 1e-7) -> Tensor:
+    """KgCoOp's penalty ``1 - (1/C) Σ_c cos(ĝ_c, t̂_c)`` between prompted and frozen class features.
+
+    On unit vectors this is half the squared distance the paper writes; the code form (with
+    ``W = 8``) is what produced the published numbers.
+    """
+    cos = F.cosine_similarity(text.float(), frozen_text.float(), dim=-1, eps=eps)
+    return 1.0 - cos.mean()
+
+
+def l1_consistency(prompted: Tensor, frozen: Tensor) -> Tensor:
+    """PromptSRC's feature consistency: mean absolute difference over all elements."""
+    return F.l1_loss(prompted.float(), frozen.float(), reduction="mean")
+
+
+def kl_logits(p_logits: Tensor, q_logits: Tensor, reduction: KLReduction = "numel") -> Tensor:
+    """``KL(softmax(p) ‖ softmax(q))`` summed over classes and reduced over the batch.
+
+    ``numel`` divides the total by the number of logits (B·C), PromptSRC's normalisation;
+    ``batchmean`` by the batch size B; ``sum`` not at all. Gradients flow into both arguments,
+    so detach (or compute under ``no_grad``) a side that is a frozen teacher.
+    """
+    log_p = F.log_softmax(p_logits.float(), dim=-1)
+    log_q = F.log_softmax(q_logits.float(), dim=-1)
+    total = (log_p.exp() * (log_p - log_q)).sum()
+    if reduction == "numel":
+        return total / p_logits.numel()
+    if reduction == "batchmean":
+        return total / p_logits.shape[0]
+    if reduction == "sum":
+        return total
+    raise ValueError(f"KL reduction must be 'numel', 'batchmean' or 'sum', got {reduction!r}")
+
+
+def kl_numel(p_logits: Tensor, q_logits: Tensor) -> Tensor:
+    """``KL(softmax(p) ‖ softmax(q))`` summed and divided by the number of logits (PromptSRC)."""
+    return kl_logits(p_logits, q_logits, "numel")
+
+
+def self_consistency_terms(
+    text: Tensor, frozen_text: Tensor, image: Tensor, frozen_image: Tensor,
+    logits: Tensor, frozen_logits: Tensor, text_weight: float, image_weight: float,
+    logits_weight: float = 1.0,
+) -> dict[str, Tensor]:
+    """PromptSRC's weighted L_SCL terms (methods.md §8); their sum is L_SCL.
+
+    ``text``/``image`` are the prompted normalised features, ``frozen_*`` the frozen-CLIP ones
+    (the text bank normalised at use); ``frozen_logits`` are the zero-shot logits. Keys:
+    ``loss_scl_text``, ``loss_scl_image``, ``loss_scl_logits``.
+    """
+    return {
+        "loss_scl_text": text_weight * l1_consistency(text, frozen_text),
+        "loss_scl_image": image_weight * l1_consistency(image, frozen_image),
+        "loss_scl_logits": logits_weight * kl_numel(frozen_logits, logits),
+    }
+
+
+def total(terms: dict[str, Tensor]) -> Tensor:
+    """Sum of named loss terms (kept separate so that ``loss_summary`` can report each)."""
+    return torch.stack([t.float() for t in terms.values()]).sum()
+
+
+def intra_dispersion(image: Tensor, prototypes: Tensor) -> Tensor:
+    """DAPT's ``L_intra = (1/(B·E)) Σ_b ‖ẑ_b − s_{y_b}‖²`` (methods.md §9): element-wise MSE
+    between prompted image features and the prototypes of their labels (so a per-sample
+    squared distance would need ``VIS_BETA / E``)."""
+    return F.mse_loss(image.float(), prototypes.float())
+
+
+def inter_dispersion(text: Tensor, t: float) -> Tensor:
+    """DAPT's ``L_inter = (2/(C(C−1))) Σ_{i<j} exp(−t ‖ŵ_i − ŵ_j‖²)`` over class text features
+    (methods.md §9; no log). Squared distances come from the Gram matrix (no ``sqrt``, so no NaN
+    gradient for equal rows); with fewer than two classes there is no pair and the term is 0.
+    """
+    w = text.float()
+    if w.shape[0] < 2:
+        return w.sum() * 0.0
+    sq_norm = (w * w).sum(dim=-1)
+    sq_dist = (sq_norm[:, None] + sq_norm[None, :] - 2.0 * w @ w.t()).clamp_min(0.0)
+    i, j = torch.triu_indices(w.shape[0], w.shape[0], offset=1, device=w.device)
+    return torch.exp(-t * sq_dist[i, j]).mean()

@@ -1,0 +1,38 @@
+"""KgCoOp: CoOp kept close to the hand-crafted prompt's frozen features (methods.md §5)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from torch import Tensor, nn
+
+from clipkit.banks import FrozenTextBank
+from clipkit.losses import cross_entropy, knowledge_guidance
+from clipkit.model import PromptedCLIP
+from clipkit.templates import DEFAULT_TEMPLATE, KGCOOP_TEMPLATES
+from dassl_api import TRAINER_REGISTRY, compute_accuracy
+from trainers.base import PromptTrainer
+from trainers.coop import CoOpCLIP
+
+
+@TRAINER_REGISTRY.register()
+class KgCoOp(PromptTrainer):
+    """L = CE + W · (1 − mean_c cos(ĝ_c, t̂_c)), t̂ from the dataset's KgCoOp template."""
+
+    CFG_NODE = "KGCOOP"
+
+    def build_custom_clip(self, clip_model: nn.Module, classnames: list[str]) -> PromptedCLIP:
+        """CoOp's model (shared context, class at the end) and the frozen template features."""
+        template = KGCOOP_TEMPLATES.get(self.cfg.DATASET.NAME, DEFAULT_TEMPLATE)
+        self.knowledge = FrozenTextBank([template])
+        opts = SimpleNamespace(N_CTX=self.opts.N_CTX, CTX_INIT=self.opts.CTX_INIT, CSC=False,
+                               CLASS_TOKEN_POSITION="end")
+        return CoOpCLIP(clip_model, classnames, opts)
+
+    def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Cross-entropy plus the knowledge-guided term weighted by ``W``."""
+        model = self.model
+        text = model.text_features()
+        logits = model.logits(model.image_features(images), text)
+        frozen = self.knowledge.features(model.text, model.prompt_learner.classnames)
+        loss = cross_entropy(logits, labels) + self.opts.W * knowledge_guidance(text, frozen)
+        return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, labels)[0].item()}

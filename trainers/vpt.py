@@ -1,0 +1,18 @@
+"""VPT (deep): learned visual prompts only; the text side is a fixed hand-crafted prompt
+``"<CTX_INIT> <class>."`` (methods.md §7, optional variant of the MaPLe paper's ablations)."""
+from __future__ import annotations
+
+from clipkit.deep_prompts import DeepPromptSpec
+from dassl_api import TRAINER_REGISTRY
+from trainers.ivlp import IVLP
+
+
+@TRAINER_REGISTRY.register()
+class VPT(IVLP):
+    """IVLP with text prompt depth 0: nothing is learned in the text tower."""
+
+    CFG_NODE = "VPT"
+
+    def prompt_spec(self) -> DeepPromptSpec:
+        opts = self.opts
+        return DeepPromptSpec(0, 0, opts.N_CTX_VISION, opts.PROMPT_DEPTH_VISION, opts.CTX_INIT)
