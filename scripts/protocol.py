@@ -33,15 +33,67 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Per trainer: config per protocol. "few_shot" maps shots -> config; "*_imagenet" overrides.
+FEW_SHOTS = (1, 2, 4, 8, 16)
+
+
+def _base2new_everywhere(cfg: str, **published: object) -> dict:
+    """A method's rows where only ``published`` settings have their own config; the others use
+    the base-to-novel config (methods.md §12: mark those results as the toolkit's own runs)."""
+    return {"base2new": cfg, "xd": cfg, "few_shot": {s: cfg for s in FEW_SHOTS}, **published}
+
+
+# PromptSRC's few-shot GPA (45, 5) group; the config holds the (30, 30) group (methods.md §8).
+_PROMPTSRC_GPA_45_5 = ["TRAINER.PROMPTSRC.GPA_MEAN", "45", "TRAINER.PROMPTSRC.GPA_STD", "5"]
+
+# CoOp's and DAPT's few-shot configs: epochs by shot count (ImageNet: vit_b16_ep50 for all).
+_SHOT_EPOCH_CONFIGS = {1: "vit_b16_ep50", 2: "vit_b16_ep100", 4: "vit_b16_ep100", 8: "vit_b16",
+                       16: "vit_b16"}
+
+
+def _dapt(lr: str, vis_beta: str, txt_beta: str) -> list[str]:
+    return ["OPTIM.LR", lr, "TRAINER.DAPT.VIS_BETA", vis_beta, "TRAINER.DAPT.TXT_BETA", txt_beta]
+
+
+# DAPT's published per-dataset LR, beta_v and beta_t, the same for every shot count (methods.md
+# §12; upstream kept them in its dataset YAMLs, which here stay DATASET.NAME-only).
+DAPT_PER_DATASET = {
+    "imagenet": _dapt("2.0", "0.01", "0.01"), "caltech101": _dapt("0.2", "10.0", "0.01"),
+    "oxford_pets": _dapt("0.02", "10.0", "0.1"), "stanford_cars": _dapt("0.002", "100.0", "0.1"),
+    "oxford_flowers": _dapt("0.002", "10.0", "0.01"), "food101": _dapt("20.0", "10.0", "0.01"),
+    "fgvc_aircraft": _dapt("2.0", "100.0", "0.01"), "sun397": _dapt("20.0", "100.0", "0.01"),
+    "dtd": _dapt("20.0", "100.0", "0.01"), "eurosat": _dapt("20.0", "100.0", "10.0"),
+    "ucf101": _dapt("20.0", "0.1", "0.1"),
+}
+
+# Per trainer: config per protocol. "few_shot" maps shots -> config; "*_imagenet" overrides;
+# "few_shot_opts" maps a dataset to extra KEY VALUE options (before the user's own);
+# "dataset_opts" does the same for every phase run on that dataset.
 METHODS: dict[str, dict] = {
     "CoOp": {
         "base2new": "vit_b16_ctxv1", "base2new_imagenet": "vit_b16_ep50_ctxv1",
         "xd": "vit_b16_ep50_ctxv1",
-        "few_shot": {1: "vit_b16_ep50", 2: "vit_b16_ep100", 4: "vit_b16_ep100", 8: "vit_b16",
-                     16: "vit_b16"},
+        "few_shot": _SHOT_EPOCH_CONFIGS,
         "few_shot_imagenet": "vit_b16_ep50",
     },
+    "CoCoOp": _base2new_everywhere("vit_b16_c4_ep10_batch1_ctxv1"),
+    "KgCoOp": _base2new_everywhere("vit_b16_ep100_ctxv1"),
+    "MaPLe": _base2new_everywhere("vit_b16_c2_ep5_batch4_2ctx",
+                                  xd="vit_b16_c2_ep5_batch4_2ctx_cross_datasets"),
+    # The PromptSRC paper's IVLP (4+4, depth 9); CFG=vit_b16_c2_ep5_batch4_2+2ctx gives MaPLe's.
+    "IVLP": _base2new_everywhere("vit_b16_c2_ep20_batch4_4+4ctx"),
+    "PromptSRC": _base2new_everywhere(
+        "vit_b16_c2_ep20_batch4_4+4ctx", xd="vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
+        few_shot={s: "vit_b16_c2_ep50_batch4_4+4ctx_few_shot" for s in FEW_SHOTS},
+        few_shot_opts={d: _PROMPTSRC_GPA_45_5 for d in
+                       ("stanford_cars", "oxford_flowers", "fgvc_aircraft", "dtd", "eurosat")}),
+    "VPT": _base2new_everywhere("vit_b16_c2_ep5_batch4_8ctx_deep"),
+    # No base-to-novel config was published for DAPT: its 16-shot config (toolkit's own runs).
+    "DAPT": {"base2new": "vit_b16", "base2new_imagenet": "vit_b16_ep50", "xd": "vit_b16_ep50",
+             "few_shot": _SHOT_EPOCH_CONFIGS, "few_shot_imagenet": "vit_b16_ep50",
+             "dataset_opts": DAPT_PER_DATASET},
+    "DPL": _base2new_everywhere(
+        "vit_b16_c2_ep5_batch4_4+4ctx", xd="vit_b16_c2_ep2_batch4_4+4ctx_cross_datasets",
+        few_shot={s: "vit_b16_c2_ep50_batch4_4+4ctx_few_shot" for s in FEW_SHOTS}),
     "ZeroshotCLIP": {"zeroshot": "vit_b16"},
     "ZeroshotCLIP2": {"zeroshot": "vit_b16"},
 }
@@ -76,9 +128,9 @@ def config_path(trainer: str, cfg: str) -> Path:
 
 def max_epoch(cfg_file: Path, opts: list[str]) -> int:
     """MAX_EPOCH after the trailing opts: the epoch of the checkpoint a test phase loads."""
-    for key, value in zip(opts[::2], opts[1::2]):
-        if key == "OPTIM.MAX_EPOCH":
-            return int(value)
+    given = [value for key, value in zip(opts[::2], opts[1::2]) if key == "OPTIM.MAX_EPOCH"]
+    if given:  # yacs applies the options in order, so the last one wins
+        return int(given[-1])
     return int(yaml.safe_load(cfg_file.read_text())["OPTIM"]["MAX_EPOCH"])
 
 
@@ -111,7 +163,9 @@ def phase_jobs(ns: argparse.Namespace) -> tuple[list[str], Path, str]:
     """train.py arguments, output dir and completion signal for the requested phase."""
     out = Path(os.environ.get("OUTPUT", "./output"))
     shots = int(os.environ.get("SHOTS", "16"))
-    t, p, opts = ns.trainer, ns.phase, ns.opts
+    t, p = ns.trainer, ns.phase
+    dataset = getattr(ns, "dataset", "imagenet")  # xd_train runs on ImageNet
+    opts = [*METHODS.get(t, {}).get("dataset_opts", {}).get(dataset, []), *ns.opts]
     if p in ("base2new_train", "base2new_test"):
         cfg = config_name(t, "base2new", ns.dataset)
         sub = f"{ns.dataset}/shots_{shots}/{t}/{cfg}/seed{ns.seed}"
@@ -141,8 +195,10 @@ def phase_jobs(ns: argparse.Namespace) -> tuple[list[str], Path, str]:
         cfg = config_name(t, "few_shot", ns.dataset, ns.shots)
         f = config_path(t, cfg)
         run_dir = out / ns.dataset / t / f"{cfg}_{ns.shots}shots" / f"seed{ns.seed}"
+        table_opts = METHODS.get(t, {}).get("few_shot_opts", {}).get(ns.dataset, [])
         return (common(t, f, ns.dataset, ns.seed, run_dir)
-                + ["DATASET.NUM_SHOTS", str(ns.shots), *opts], run_dir, "Finish training")
+                + ["DATASET.NUM_SHOTS", str(ns.shots), *table_opts, *opts], run_dir,
+                "Finish training")
     cfg = config_name(t, "zeroshot")
     f = config_path(t, cfg)
     run_dir = out / t / cfg / ns.dataset

@@ -1,0 +1,142 @@
+"""DAPT: Distribution-Aware Prompt Tuning (Cho et al., ICCV 2023), methods.md §9.
+
+A CoOp text context and VPT-style visual prompts (after ``ln_pre``, between CLS and the
+patches), trained with cross-entropy plus two dispersion terms: ``L_inter`` spreads the class
+text embeddings apart, ``L_intra`` pulls each prompted image feature towards its class
+prototype, the mean frozen-CLIP feature of that class's training images
+(:mod:`trainers.prototypes`, computed once when training starts and cached in the dataset's
+``split_fewshot/`` folder).
+"""
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from clipkit.losses import cross_entropy, inter_dispersion, intra_dispersion, total
+from clipkit.model import PromptedCLIP
+from clipkit.prompts import ContextInit, PromptContext, init_context
+from dassl_api import TRAINER_REGISTRY, compute_accuracy
+from trainers.base import PromptTrainer
+from trainers.prototypes import trainer_prototypes
+
+
+def visual_prompt_init(n_tokens: int, width: int, patch_size: int) -> Tensor:
+    """VPT's bound: ``U(−v, v)`` with ``v = sqrt(6 / (3·p·p + width))`` (0.0625 at ViT-B/16)."""
+    bound = math.sqrt(6.0 / (3 * patch_size * patch_size + width))
+    return torch.empty(n_tokens, width).uniform_(-bound, bound)
+
+
+class DAPTPromptLearner(PromptContext):
+    """CoOp's shared text context plus ``vis_ctx`` (n_v, vision width) with dropout.
+
+    Checkpoint keys are upstream DAPT's: the text context is saved as ``txt_ctx`` (it is
+    :class:`PromptContext`'s ``ctx`` in memory), the visual prompts as ``vis_ctx``; so upstream
+    checkpoints load too (their token buffers are dropped by ``load_model``).
+    """
+
+    SAVED_TEXT_KEY: ClassVar[str] = "txt_ctx"
+
+    def __init__(self, text_init: ContextInit, vis_ctx: Tensor, vis_dropout: float = 0.0) -> None:
+        super().__init__(text_init, "end")
+        self.vis_ctx = nn.Parameter(vis_ctx)
+        self.vis_dropout = nn.Dropout(vis_dropout)
+
+    def visual_prompts(self) -> Tensor:
+        """The visual prompts as inserted (dropout ``VIS_DROPOUT`` in training mode)."""
+        return self.vis_dropout(self.vis_ctx)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + self.SAVED_TEXT_KEY] = destination.pop(prefix + "ctx")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        if prefix + self.SAVED_TEXT_KEY in state_dict:
+            state_dict[prefix + "ctx"] = state_dict.pop(prefix + self.SAVED_TEXT_KEY)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class DAPTCLIP(PromptedCLIP):
+    """CLIP with a shallow text context and shallow visual prompts after ``ln_pre``."""
+
+    def __init__(self, clip_model: nn.Module, classnames: Sequence[str], n_txt: int, n_vis: int,
+                 vis_dropout: float = 0.0) -> None:
+        super().__init__(clip_model)
+        if not self.vision.is_vit:
+            raise ValueError("DAPT's visual prompts need a ViT backbone (e.g. ViT-B/16)")
+        text_init = init_context(self.text.embed, self.text.width, n_txt, "", policy="words")
+        vis_ctx = visual_prompt_init(n_vis, self.vision.width, self.vision.patch_size)
+        self.prompt_learner = DAPTPromptLearner(text_init, vis_ctx, vis_dropout)
+        self.set_classnames(classnames)
+
+    def set_classnames(self, classnames: Sequence[str]) -> None:
+        self.prompt_learner.set_classnames(classnames, self.text.embed)
+
+    def text_features(self) -> Tensor:
+        embeds, eot = self.prompt_learner()
+        return F.normalize(self.text.encode_embeddings(embeds, eot), dim=-1)
+
+    def image_features(self, images: Tensor) -> Tensor:
+        prompts = self.prompt_learner.visual_prompts()
+        return F.normalize(self.vision(images, prompts, position="after_cls").features, dim=-1)
+
+
+@TRAINER_REGISTRY.register()
+class DAPT(PromptTrainer):
+    """``L = CE + VIS_BETA · L_intra + TXT_BETA · L_inter`` (methods.md §9)."""
+
+    CFG_NODE = "DAPT"
+    prototypes: Optional[Tensor] = None  # (C, E) fp32; set when training starts
+
+    def check_cfg(self, cfg) -> None:
+        super().check_cfg(cfg)
+        if cfg.TRAINER.DAPT.PROTO_TRANSFORM not in ("train", "test"):
+            raise ValueError("TRAINER.DAPT.PROTO_TRANSFORM must be 'train' or 'test', got "
+                             f"{cfg.TRAINER.DAPT.PROTO_TRANSFORM!r}")
+
+    def build_custom_clip(self, clip_model: nn.Module, classnames: list[str]) -> PromptedCLIP:
+        """DAPT's model: 16 random text context tokens, 16 visual prompts after CLS."""
+        opts = self.opts
+        print(f"Number of text prompt tokens: {opts.TXT_NUM_TOKENS}; visual: {opts.VIS_NUM_TOKENS}")
+        return DAPTCLIP(clip_model, classnames, opts.TXT_NUM_TOKENS, opts.VIS_NUM_TOKENS,
+                        opts.VIS_DROPOUT)
+
+    # -- prototypes ----------------------------------------------------------------------------
+    def load_prototypes(self, regenerate: bool = False) -> Tensor:
+        """The current classes' prototypes (unnormalised mean, ``PROTO_TRANSFORM`` view), from
+        the cache or computed now (``PROTO_AUTO``)."""
+        if not hasattr(self, "dm"):
+            raise RuntimeError("DAPT needs class prototypes: set trainer.prototypes (C, E) when "
+                               "driving the trainer without a dataset (build_standalone)")
+        self.prototypes = trainer_prototypes(self, self.opts.PROTO_TRANSFORM, normalize=False,
+                                             tag="dapt", auto=self.opts.PROTO_AUTO,
+                                             regenerate=regenerate)
+        return self.prototypes
+
+    def before_train(self) -> None:
+        super().before_train()
+        self.load_prototypes()
+
+    def train(self) -> None:
+        """Train; with ``PROTOTYPE_GEN`` only (re)generate the prototype cache (upstream flow)."""
+        if not self.opts.PROTOTYPE_GEN:
+            super().train()
+            return
+        self.load_prototypes(regenerate=True)
+        print("Prototype generation finished (TRAINER.DAPT.PROTOTYPE_GEN True); nothing trained")
+
+    # -- loss ----------------------------------------------------------------------------------
+    def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Cross-entropy plus the intra (visual) and inter (text) dispersion terms."""
+        prototypes = self.prototypes if self.prototypes is not None else self.load_prototypes()
+        model, opts = self.model, self.opts
+        text = model.text_features()
+        image = model.image_features(images)
+        logits = model.logits(image, text)
+        loss = total({"ce": cross_entropy(logits, labels),
+                      "intra": opts.VIS_BETA * intra_dispersion(image, prototypes[labels]),
+                      "inter": opts.TXT_BETA * inter_dispersion(text, opts.TXT_RBF_T)})
+        return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, labels)[0].item()}

@@ -1,0 +1,169 @@
+"""DPL: Decoupled Prompt Learning (Xu et al., arXiv 2308.10061), reconstructed as DPL-R.
+
+No official code or equations are public; methods.md §10.3 is the toolkit's reconstruction and
+every choice in it is a ``TRAINER.DPL.*`` key. In both towers the instances (the hand-crafted
+sentence ``TEXT_TEMPLATE`` / CLS + patches) keep CLIP's frozen attention among themselves; m
+prompt tokens per tower join every layer through decoupled attention (:mod:`clipkit.decoupled`):
+instances read the prompts through a zero-initialised gate, prompts read the whole sentence or
+image (so text prompts are conditioned on the class name). Loss: cross-entropy only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from clipkit.banks import FrozenTextBank
+from clipkit.decoupled import (DecoupledAttention, DecoupledPrompts, PromptUpdate, check_choice,
+                               encode_image_decoupled, encode_text_decoupled)
+from clipkit.model import PromptedCLIP
+from clipkit.prompts import clean_classname, tokenize
+from clipkit.templates import custom_template
+from dassl_api import TRAINER_REGISTRY
+from trainers.base import PromptTrainer
+
+MODALITIES = ("both", "text", "vision")
+_KEY = "TRAINER.DPL."
+
+
+@dataclass(frozen=True)
+class DPLSettings:
+    """``TRAINER.DPL`` turned into typed, validated values once (the model never reads yacs)."""
+
+    n_ctx_text: int = 4
+    n_ctx_vision: int = 4
+    depth_text: int = 9
+    depth_vision: int = 9
+    modality: str = "both"
+    template: str = "a photo of a {}."
+    attention: DecoupledAttention = DecoupledAttention()
+    update: PromptUpdate = "residual"
+    gate_init: float = 0.0
+    gate_per_head: bool = True
+
+    @classmethod
+    def from_cfg(cls, opts, dataset_name: str) -> "DPLSettings":
+        """Validate the keys (errors name them) and resolve ``TEXT_TEMPLATE custom``."""
+        if opts.MODALITY not in MODALITIES:
+            raise ValueError(f"{_KEY}MODALITY must be one of {list(MODALITIES)}, "
+                             f"got {opts.MODALITY!r}")
+        for key in ("I2P", "P2I", "P2P", "PROMPT_UPDATE"):
+            check_choice(key, opts[key], _KEY)
+        template = (custom_template(dataset_name) if opts.TEXT_TEMPLATE.lower() == "custom"
+                    else opts.TEXT_TEMPLATE)
+        if template.count("{}") != 1:
+            raise ValueError(f"{_KEY}TEXT_TEMPLATE must contain one '{{}}' for the class name "
+                             f"(or be 'custom'), got {opts.TEXT_TEMPLATE!r}")
+        return cls(opts.N_CTX_TEXT, opts.N_CTX_VISION, opts.PROMPT_DEPTH_TEXT,
+                   opts.PROMPT_DEPTH_VISION, opts.MODALITY, template,
+                   DecoupledAttention(opts.I2P, opts.P2I, opts.P2P), opts.PROMPT_UPDATE,
+                   float(opts.GATE_INIT), bool(opts.GATE_PER_HEAD))
+
+    @property
+    def text_prompted(self) -> bool:
+        return self.modality in ("both", "text")
+
+    @property
+    def vision_prompted(self) -> bool:
+        return self.modality in ("both", "vision")
+
+    def tower_prompts(self, tower: str, width: int, n_layers: int,
+                      n_heads: int) -> DecoupledPrompts:
+        """The learnable state of one tower (``tower`` is ``text`` or ``vision``)."""
+        n_tokens, depth = ((self.n_ctx_text, self.depth_text) if tower == "text"
+                           else (self.n_ctx_vision, self.depth_vision))
+        if n_tokens < 1 or not 1 <= depth <= n_layers:
+            key = tower.upper()
+            raise ValueError(
+                f"{_KEY}N_CTX_{key} ({n_tokens}) must be >= 1 and {_KEY}PROMPT_DEPTH_{key} "
+                f"({depth}) between 1 and the {tower} tower's {n_layers} layers with MODALITY "
+                f"{self.modality}; fix them or prompt only the other tower (MODALITY)")
+        return DecoupledPrompts(n_tokens, width, depth, n_layers, n_heads, self.attention,
+                                self.update, self.gate_init, self.gate_per_head)
+
+
+class DPLPromptLearner(nn.Module):
+    """Everything DPL learns: per tower, the prompt inputs Δ and the I->P gates (or None for a
+    tower left frozen by ``MODALITY``). 46,320 parameters at 4+4 tokens, depth 9, ViT-B/16."""
+
+    def __init__(self, text: Optional[DecoupledPrompts],
+                 vision: Optional[DecoupledPrompts]) -> None:
+        super().__init__()
+        self.text = text
+        self.vision = vision
+
+    @torch.no_grad()
+    def gate_magnitude(self) -> float:
+        """Mean ``|tanh(g)|`` over both towers (0 without gates): near 0 = still zero-shot CLIP."""
+        gates = [t.gate for t in (self.text, self.vision) if t is not None and t.gate is not None]
+        if not gates:
+            return 0.0
+        return torch.cat([torch.tanh(g).abs().flatten() for g in gates]).mean().item()
+
+
+class DPLCLIP(PromptedCLIP):
+    """CLIP whose towers run decoupled attention with DPL prompts; a tower not prompted
+    (``MODALITY``) is the frozen CLIP on ``TEXT_TEMPLATE`` / the plain image."""
+
+    def __init__(self, clip_model: nn.Module, classnames: Sequence[str],
+                 settings: DPLSettings) -> None:
+        super().__init__(clip_model)
+        text = vision = None
+        if settings.text_prompted:
+            text = settings.tower_prompts("text", self.text.width, self.text.num_layers,
+                                          self.text.blocks[0].attn.num_heads)
+        if settings.vision_prompted:
+            if not self.vision.is_vit:
+                raise ValueError(f"{_KEY}MODALITY {settings.modality} prompts the image tower, "
+                                 "which needs a ViT backbone; use MODALITY text")
+            blocks = self.vision.visual.transformer.resblocks
+            vision = settings.tower_prompts("vision", self.vision.width, len(blocks),
+                                            blocks[0].attn.num_heads)
+        self.prompt_learner = DPLPromptLearner(text, vision)
+        self.template = settings.template
+        self.frozen_text = None if text is not None else FrozenTextBank([settings.template])
+        self.set_classnames(classnames)
+
+    def set_classnames(self, classnames: Sequence[str]) -> None:
+        """Tokenize ``TEXT_TEMPLATE`` per class, kept up to the longest EOT (non-persistent)."""
+        tokens = tokenize([self.template.format(clean_classname(c)) for c in classnames])
+        tokens = tokens[:, : int(tokens.argmax(dim=-1).max()) + 1]
+        self.register_buffer("tokens", tokens.to(self.logit_scale.device), persistent=False)
+        self.classnames = list(classnames)
+
+    def text_features(self) -> Tensor:
+        learned = self.prompt_learner.text
+        if learned is None:
+            return self.frozen_text.features(self.text, self.classnames)
+        return F.normalize(encode_text_decoupled(self.text, self.tokens, learned), dim=-1)
+
+    def image_features(self, images: Tensor) -> Tensor:
+        learned = self.prompt_learner.vision
+        if learned is None:
+            return self.frozen_image_features(images)
+        return F.normalize(encode_image_decoupled(self.vision, images, learned), dim=-1)
+
+
+@TRAINER_REGISTRY.register()
+class DPL(PromptTrainer):
+    """Decoupled prompt learning, cross-entropy only; logs the mean gate magnitude ``gate``."""
+
+    CFG_NODE = "DPL"
+
+    def build_custom_clip(self, clip_model: nn.Module, classnames: list[str]) -> PromptedCLIP:
+        """DPL-R's model: decoupled attention in the prompted tower(s), template instances."""
+        settings = DPLSettings.from_cfg(self.opts, self.cfg.DATASET.NAME)
+        print(f"DPL-R (reconstruction): modality {settings.modality}, I2P "
+              f"{settings.attention.i2p}, P2I {settings.attention.p2i}, P2P "
+              f"{settings.attention.p2p}, prompt update {settings.update}")
+        print(f'Instance sentence: "{settings.template}"')
+        return DPLCLIP(clip_model, classnames, settings)
+
+    def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Cross-entropy (no auxiliary term, methods.md §10.1) plus the gate diagnostic."""
+        loss, summary = super().compute_loss(images, labels)
+        summary["gate"] = self.model.prompt_learner.gate_magnitude()
+        return loss, summary

@@ -1,0 +1,173 @@
+"""Class prototypes: per-class means of frozen CLIP image features over the training set.
+
+Why a module: DAPT pulls prompted image features towards them (unnormalised mean, one seeded
+training-augmented view per image, methods.md §9) and DiSa uses them as directions (normalised
+mean, test transform, §11). Both need the same things, written once here:
+
+* the prototypes of the **current** ``train_x`` labels (after base/new subsampling, which
+  relabels classes; upstream DAPT mixed the two, dassl-api.md §14 #20), from the **frozen**
+  image encoder (the same CLIP with prompts off);
+* a seeded, isolated random view: computing prototypes never changes the run's RNG streams, so
+  training draws the same batches and augmentations whether or not they came from the cache;
+* a cache in the dataset's ``split_fewshot/`` folder, computed once when training starts.
+  Upstream DAPT pickled an fp16 tensor to ``shot_<K>-seed_<S>_prototype.pkl`` in a separate
+  run; here the file is ``shot_<K>-seed_<S>_<tag>-prototype_<subsample>_<transform>.pt``
+  (``torch.save`` of plain tensors and strings, loaded with ``weights_only=True``, never
+  colliding with upstream's pickle). It stores the full key it was computed for (backbone,
+  input size, dataset, shots, seed, subsample, transform, normalisation, class names and a
+  digest of the labelled image list); a file whose key differs is recomputed, never used.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import os.path as osp
+from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from dassl_api import DatasetWrapper
+
+ProtoTransform = Literal["train", "test"]
+CACHE_FORMAT = "clipkit/class-prototypes/v1"
+
+
+@torch.no_grad()
+def class_prototypes(encode: Callable[[Tensor], Tensor], batches: Iterable[dict],
+                     num_classes: int, normalize: bool = False,
+                     device: Optional[torch.device] = None) -> Tensor:
+    """``s_c = mean_k normalize(encode(x_k))`` over the images of each class c, in fp32 (C, E).
+
+    ``normalize`` renormalises each mean (DiSa); DAPT keeps it as is (``‖s_c‖ ≤ 1``). Every
+    class must have at least one image.
+    """
+    sums: Optional[Tensor] = None
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    for batch in batches:
+        images, labels = batch["img"], batch["label"].long()
+        feats = F.normalize(encode(images.to(device) if device else images).float(), dim=-1)
+        if sums is None:
+            sums = torch.zeros(num_classes, feats.shape[-1], dtype=torch.float64)
+        sums.index_add_(0, labels, feats.double().cpu())
+        counts += torch.bincount(labels, minlength=num_classes).double()
+    empty = (counts == 0).nonzero().flatten().tolist()
+    if sums is None or empty:
+        raise ValueError(f"cannot compute class prototypes: classes {empty or 'all'} have no "
+                         f"training image; check DATASET.NUM_SHOTS and SUBSAMPLE_CLASSES")
+    means = (sums / counts[:, None]).float()
+    return F.normalize(means, dim=-1) if normalize else means
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int) -> Iterator[torch.Generator]:
+    """Seed torch's CPU RNG for the block and restore it afterwards; yield a seeded generator
+    for a loader (its workers' seeds then come from it, not from the global RNG)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield torch.Generator().manual_seed(seed)
+
+
+def prototype_batches(cfg, items: Sequence, transform: Callable,
+                      generator: torch.Generator) -> DataLoader:
+    """A sequential loader over ``items`` with ``transform`` (test batch size, loader workers)."""
+    wrapper = DatasetWrapper(cfg, items, transform=transform, is_train=False)
+    return DataLoader(wrapper, batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, shuffle=False,
+                      num_workers=cfg.DATALOADER.NUM_WORKERS, generator=generator,
+                      pin_memory=torch.cuda.is_available() and cfg.USE_CUDA)
+
+
+def items_digest(items: Sequence) -> str:
+    """SHA-1 of the (image path, label) list: a cache is valid only for these exact images."""
+    digest = hashlib.sha1()
+    for item in items:
+        digest.update(f"{item.impath}\t{item.label}\n".encode())
+    return digest.hexdigest()
+
+
+class PrototypeCache:
+    """One prototype file and the key it must carry to be used (see module docstring)."""
+
+    def __init__(self, directory: Optional[str], name: str, key: dict[str, Any]) -> None:
+        self.path = osp.join(directory, name) if directory else None
+        self.key = key
+
+    def load(self) -> Optional[Tensor]:
+        """The cached prototypes, or None when missing, disabled or computed for another key."""
+        if self.path is None or not osp.isfile(self.path):
+            return None
+        data = torch.load(self.path, map_location="cpu", weights_only=True)
+        if data.get("format") != CACHE_FORMAT or data.get("key") != self.key:
+            print(f"Prototypes at {self.path} were computed for other settings; recomputing")
+            return None
+        print(f"Loading class prototypes from {self.path}")
+        return data["prototypes"]
+
+    def save(self, prototypes: Tensor) -> None:
+        """Write atomically (a crashed or concurrent run never leaves half a file)."""
+        if self.path is None:
+            return
+        tmp = f"{self.path}.tmp{os.getpid()}"
+        torch.save({"format": CACHE_FORMAT, "key": self.key,
+                    "prototypes": prototypes.detach().float().cpu()}, tmp)
+        os.replace(tmp, self.path)
+        print(f"Saving class prototypes to {self.path}")
+
+
+def prototype_cache(trainer, transform: ProtoTransform, normalize: bool,
+                    tag: str) -> PrototypeCache:
+    """The cache entry of ``trainer``'s current training set (disabled without a few-shot folder
+    — test-only datasets — or with ``SEED < 0``, whose draws are not reproducible)."""
+    cfg, dataset = trainer.cfg, trainer.dm.dataset
+    shots, seed = cfg.DATASET.NUM_SHOTS, cfg.SEED
+    subsample = cfg.DATASET.get("SUBSAMPLE_CLASSES", "all")
+    key = {"backbone": cfg.MODEL.BACKBONE.NAME, "input_size": list(cfg.INPUT.SIZE),
+           "dataset": cfg.DATASET.NAME, "num_shots": shots, "seed": seed, "subsample": subsample,
+           "transform": transform, "normalize": normalize, "classnames": list(dataset.classnames),
+           "items": items_digest(dataset.train_x)}
+    directory = getattr(dataset, "split_fewshot_dir", None) if seed >= 0 else None
+    shots_text = shots if shots >= 1 else "all"
+    name = f"shot_{shots_text}-seed_{seed}_{tag}-prototype_{subsample}_{transform}.pt"
+    return PrototypeCache(directory, name, key)
+
+
+def compute_trainer_prototypes(trainer, transform: ProtoTransform, normalize: bool) -> Tensor:
+    """Prototypes of ``trainer.dm.dataset.train_x`` with the frozen, unprompted image encoder.
+
+    ``train``: one random training-augmented view per image, seeded by ``SEED`` (0 when
+    unseeded) and isolated from the run's RNG; ``test``: the deterministic test transform.
+    """
+    cfg = trainer.cfg
+    loader = trainer.train_loader_x if transform == "train" else trainer.test_loader
+    tfm = loader.dataset.transform
+    print(f"Computing class prototypes ({transform} transform, frozen image encoder)")
+    with isolated_rng(max(cfg.SEED, 0)) as generator, trainer.precision.autocast():
+        batches = prototype_batches(cfg, trainer.dm.dataset.train_x, tfm, generator)
+        return class_prototypes(trainer.model.frozen_image_features, batches,
+                                len(trainer.dm.dataset.classnames), normalize, trainer.device)
+
+
+def trainer_prototypes(trainer, transform: ProtoTransform = "test", normalize: bool = True,
+                       tag: str = "disa", auto: bool = True, regenerate: bool = False) -> Tensor:
+    """Load or compute-and-cache the prototypes of ``trainer``'s current classes (C, E), fp32,
+    on ``trainer.device``.
+
+    ``auto=False`` refuses to compute when a cache is expected but missing (upstream DAPT's
+    separate generation run); ``regenerate`` ignores an existing file.
+    """
+    if transform not in ("train", "test"):
+        raise ValueError(f"prototype transform must be 'train' or 'test', got {transform!r}")
+    cache = prototype_cache(trainer, transform, normalize, tag)
+    prototypes = None if regenerate else cache.load()
+    if prototypes is None:
+        if not auto and not regenerate and cache.path is not None:
+            raise FileNotFoundError(
+                f"class prototypes not found (or stale) at {cache.path}; generate them first with "
+                f"the same options plus TRAINER.{trainer.CFG_NODE}.PROTOTYPE_GEN True, or set "
+                f"TRAINER.{trainer.CFG_NODE}.PROTO_AUTO True")
+        prototypes = compute_trainer_prototypes(trainer, transform, normalize)
+        cache.save(prototypes)
+    return prototypes.to(trainer.device)
