@@ -6,9 +6,9 @@ GPA needs from the engine:
 * after each epoch's LR step (``after_last_batch``), accumulate the prompts with that epoch's
   weight; after the last epoch, load the aggregate *before* ``after_epoch`` saves, so that both
   ``model.pth.tar-E`` and the final test use it;
-* ``{"gpa_sum", "gpa_epochs"}`` in EVERY saved checkpoint (``save_model`` is overridden with the
-  seam's ``save_checkpoint``, so this also works on a real Dassl, whose ``save_model`` has no
-  extra-state hook);
+* ``{"gpa_sum", "gpa_epochs"}`` in EVERY saved checkpoint (through the engine's
+  ``extra_checkpoint_state`` hook; on a real Dassl, whose ``save_model`` has none, the entries are
+  added to the file right after it is written);
 * on resume (and on ``load_model``), the accumulator is restored, so an interrupted run ends
   with the same prompts as an uninterrupted one. Upstream PromptSRC silently lost it.
 """
@@ -17,8 +17,13 @@ from __future__ import annotations
 import os.path as osp
 from typing import Optional
 
+import torch
+
 from clipkit.gpa import PromptAggregator, gpa_weights
-from dassl_api import load_checkpoint, save_checkpoint
+from dassl_api import TrainerBase, load_checkpoint
+
+# Our engine's save_model calls ``extra_checkpoint_state``; a real Dassl's does not.
+_ENGINE_SAVES_EXTRA_STATE = hasattr(TrainerBase, "extra_checkpoint_state")
 
 
 def latest_checkpoint_path(directory: str, name: str) -> str:
@@ -65,25 +70,27 @@ class GPAMixin:
             self._eval_text_feats = None
 
     # -- checkpoints --------------------------------------------------------------------------
+    def extra_checkpoint_state(self, name: str) -> dict:
+        """The GPA entries, added by the engine's ``save_model`` to every checkpoint."""
+        parent = getattr(super(), "extra_checkpoint_state", None)
+        state = dict(parent(name)) if parent is not None else {}
+        if self.gpa_enabled():
+            state.update(self.gpa.state())
+        return state
+
     def save_model(self, epoch: int, directory: str, is_best: bool = False,
                    val_result: Optional[float] = None, model_name: str = "") -> None:
-        """Dassl's ``save_model`` (same file content and lines) plus the GPA entries."""
+        """The engine's ``save_model``; on a real Dassl (no extra-state hook) the GPA entries
+        are then added to the file it has just written."""
+        super().save_model(epoch, directory, is_best=is_best, val_result=val_result,
+                           model_name=model_name)
+        if _ENGINE_SAVES_EXTRA_STATE or not self.gpa_enabled():
+            return
         for name in self.get_model_names():
-            optim, sched = self._optims[name], self._scheds[name]
-            state = {
-                "state_dict": self._models[name].state_dict(),
-                "epoch": epoch + 1,
-                "optimizer": None if optim is None else optim.state_dict(),
-                "scheduler": None if sched is None else sched.state_dict(),
-                "val_result": val_result,
-            }
-            engine_extra = getattr(super(), "extra_checkpoint_state", None)  # dasslite's hook
-            if engine_extra is not None:
-                state.update(engine_extra(name))
-            if self.gpa_enabled():
-                state.update(self.gpa.state())
-            save_checkpoint(state, osp.join(directory, name), is_best=is_best,
-                            model_name=model_name)
+            path = latest_checkpoint_path(directory, name)
+            checkpoint = load_checkpoint(path)
+            checkpoint.update(self.gpa.state())
+            torch.save(checkpoint, path)
 
     def resume_model_if_exist(self, directory: str) -> int:
         start_epoch = super().resume_model_if_exist(directory)
