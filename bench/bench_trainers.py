@@ -17,7 +17,9 @@ initialised CLIP of the chosen architecture, and driven with synthetic images:
   "n/a" (the process's peak RSS is printed below the table instead).
 
 Prompt depths larger than the architecture's layers (e.g. depth 9 on the 2-layer ``tiny``) are
-clamped to its layer count. Class names are synthetic (``"synthetic class <i>"``).
+clamped to its layer count. Class names are synthetic (``"synthetic class <i>"``); trainers that
+need class prototypes (DiSa, DAPT) get random unit vectors. DiSa's step includes its frozen
+IMAGENET60 text bank only in the untimed warm-up (it is computed once per run).
 
 Examples (from the repo root):
 
@@ -53,7 +55,7 @@ from protocol import config_name, config_path  # noqa: E402
 from trainers.base import build_standalone  # noqa: E402
 from trainers.config import extend_cfg  # noqa: E402
 
-DEFAULT_TRAINERS = ("CoOp", "CoCoOp", "KgCoOp", "MaPLe", "IVLP", "PromptSRC", "VPT", "DPL")
+DEFAULT_TRAINERS = ("CoOp", "CoCoOp", "KgCoOp", "MaPLe", "IVLP", "PromptSRC", "VPT", "DPL", "DiSa")
 DEPTH_KEYS = ("PROMPT_DEPTH", "PROMPT_DEPTH_TEXT", "PROMPT_DEPTH_VISION")
 
 
@@ -71,6 +73,15 @@ def trainer_cfg(trainer: str, args: argparse.Namespace, layers: int):
     if args.batch_size:
         cfg.DATALOADER.TRAIN_X.BATCH_SIZE = args.batch_size
     return cfg
+
+
+def fake_prototypes(obj, num_classes: int, dim: int, device: torch.device) -> None:
+    """Random unit class prototypes for trainers that need them (DiSa's L_DiR, DAPT's L_intra):
+    ``build_standalone`` has no dataset to compute them from, and their values do not change
+    the cost of a step."""
+    if hasattr(obj, "prototypes") and obj.prototypes is None:
+        obj.prototypes = torch.nn.functional.normalize(torch.randn(num_classes, dim, device=device),
+                                                       dim=-1)
 
 
 def median_seconds(fn: Callable[[], object], args: argparse.Namespace, device: torch.device,
@@ -103,6 +114,7 @@ def bench_one(trainer: str, args: argparse.Namespace, classnames: list[str]) -> 
     cfg = trainer_cfg(trainer, args, layers)
     with contextlib.redirect_stdout(io.StringIO()):
         obj = build_standalone(cfg, clip_model, classnames, device)
+    fake_prototypes(obj, len(classnames), clip_model.visual.output_dim, device)
     batch = cfg.DATALOADER.TRAIN_X.BATCH_SIZE
     size = clip_model.visual.input_resolution
     train_batch = {"img": torch.randn(batch, 3, size, size, device=device),

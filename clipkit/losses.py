@@ -103,3 +103,73 @@ def inter_dispersion(text: Tensor, t: float) -> Tensor:
     sq_dist = (sq_norm[:, None] + sq_norm[None, :] - 2.0 * w @ w.t()).clamp_min(0.0)
     i, j = torch.triu_indices(w.shape[0], w.shape[0], offset=1, device=w.device)
     return torch.exp(-t * sq_dist[i, j]).mean()
+
+
+# -------------------------------------------------------------------- DiSa (methods.md §11)
+KLDirection = Literal["forward", "reverse", "symmetric"]
+DirForm = Literal["cosine", "proto_ce", "displacement", "l2"]
+KL_DIRECTIONS: tuple[str, ...] = ("forward", "reverse", "symmetric")
+DIR_FORMS: tuple[str, ...] = ("cosine", "proto_ce", "displacement", "l2")
+
+
+def cross_interactive_kl(logits_po: Tensor, logits_op: Tensor, direction: KLDirection = "forward",
+                         reduction: KLReduction = "numel") -> Tensor:
+    """DiSa's L_CIR between the two crossed score distributions.
+
+    ``logits_po``: prompted (masked) image vs. frozen text; ``logits_op``: frozen image vs.
+    prompted text. ``forward`` is ``KL(q_po ‖ q_op)`` as the paper writes it, ``reverse`` swaps
+    the arguments, ``symmetric`` averages both. Both sides carry gradients (no stop-gradient):
+    each is a prompted branch paired with the other modality's frozen branch.
+    """
+    if direction == "forward":
+        return kl_logits(logits_po, logits_op, reduction)
+    if direction == "reverse":
+        return kl_logits(logits_op, logits_po, reduction)
+    if direction == "symmetric":
+        return 0.5 * (kl_logits(logits_po, logits_op, reduction)
+                      + kl_logits(logits_op, logits_po, reduction))
+    raise ValueError(f"CIR KL direction must be one of {list(KL_DIRECTIONS)}, got {direction!r}")
+
+
+def directional_cosine(image: Tensor, targets: Tensor) -> Tensor:
+    """``(1/B) Σ_b (1 − cos(f_b, m_b))``: alignment by orientation only (scale-invariant)."""
+    return (1.0 - F.cosine_similarity(image.float(), targets.float(), dim=-1)).mean()
+
+
+def prototype_ce(image: Tensor, prototypes: Tensor, labels: Tensor, tau: float) -> Tensor:
+    """``CE(cos(f_b, m_c) / tau, y_b)`` over all class prototypes (C, E)."""
+    cos = F.normalize(image.float(), dim=-1) @ F.normalize(prototypes.float(), dim=-1).t()
+    return cross_entropy(cos / tau, labels)
+
+
+def displacement_cosine(image: Tensor, frozen_image: Tensor, targets: Tensor) -> Tensor:
+    """``(1/B) Σ_b (1 − cos(f_b − f⁰_b, m_b − f⁰_b))``: the prompted feature should move away
+    from the frozen one in the direction of its class prototype."""
+    frozen = frozen_image.float()
+    return directional_cosine(image.float() - frozen, targets.float() - frozen)
+
+
+def squared_distance(image: Tensor, targets: Tensor) -> Tensor:
+    """``(1/B) Σ_b ‖f_b − m_b‖²``: the proximity baseline "directional" is contrasted with."""
+    return (image.float() - targets.float()).pow(2).sum(dim=-1).mean()
+
+
+def directional_regularization(form: DirForm, image: Tensor, prototypes: Tensor, labels: Tensor,
+                               frozen_image: Tensor | None = None, tau: float = 0.01) -> Tensor:
+    """DiSa's L_DiR in one of its forms (``DIR_FORM``), on the unmasked prompted features.
+
+    ``prototypes`` (C, E) are the class directions; ``frozen_image`` is needed by
+    ``displacement`` only, ``tau`` by ``proto_ce`` only.
+    """
+    targets = prototypes[labels]
+    if form == "cosine":
+        return directional_cosine(image, targets)
+    if form == "proto_ce":
+        return prototype_ce(image, prototypes, labels, tau)
+    if form == "displacement":
+        if frozen_image is None:
+            raise ValueError("DIR_FORM 'displacement' needs the frozen image features")
+        return displacement_cosine(image, frozen_image, targets)
+    if form == "l2":
+        return squared_distance(image, targets)
+    raise ValueError(f"DIR_FORM must be one of {list(DIR_FORMS)}, got {form!r}")

@@ -43,7 +43,14 @@ def _base2new_everywhere(cfg: str, **published: object) -> dict:
 
 
 # PromptSRC's few-shot GPA (45, 5) group; the config holds the (30, 30) group (methods.md §8).
-_PROMPTSRC_GPA_45_5 = ["TRAINER.PROMPTSRC.GPA_MEAN", "45", "TRAINER.PROMPTSRC.GPA_STD", "5"]
+# DiSa mirrors it (§11.2); its GPA keys are floats, so the values carry a decimal point.
+_GPA_GROUP_B = ("stanford_cars", "oxford_flowers", "fgvc_aircraft", "dtd", "eurosat")
+
+
+def _gpa_group_b(node: str, mean: str, std: str) -> dict[str, list[str]]:
+    """``few_shot_opts`` giving the GPA group-B datasets ``TRAINER.<node>.GPA_MEAN/STD``."""
+    opts = [f"TRAINER.{node}.GPA_MEAN", mean, f"TRAINER.{node}.GPA_STD", std]
+    return {dataset: opts for dataset in _GPA_GROUP_B}
 
 # CoOp's and DAPT's few-shot configs: epochs by shot count (ImageNet: vit_b16_ep50 for all).
 _SHOT_EPOCH_CONFIGS = {1: "vit_b16_ep50", 2: "vit_b16_ep100", 4: "vit_b16_ep100", 8: "vit_b16",
@@ -84,8 +91,12 @@ METHODS: dict[str, dict] = {
     "PromptSRC": _base2new_everywhere(
         "vit_b16_c2_ep20_batch4_4+4ctx", xd="vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
         few_shot={s: "vit_b16_c2_ep50_batch4_4+4ctx_few_shot" for s in FEW_SHOTS},
-        few_shot_opts={d: _PROMPTSRC_GPA_45_5 for d in
-                       ("stanford_cars", "oxford_flowers", "fgvc_aircraft", "dtd", "eurosat")}),
+        few_shot_opts=_gpa_group_b("PROMPTSRC", "45", "5")),
+    # DiSa's published-setting configs are the toolkit's reconstruction (methods.md §11.2).
+    "DiSa": _base2new_everywhere(
+        "vit_b16_c2_ep20_batch4_4+4ctx", xd="vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
+        few_shot={s: "vit_b16_c2_ep50_batch4_4+4ctx_few_shot" for s in FEW_SHOTS},
+        few_shot_opts=_gpa_group_b("DISA", "45.0", "5.0")),
     "VPT": _base2new_everywhere("vit_b16_c2_ep5_batch4_8ctx_deep"),
     # No base-to-novel config was published for DAPT: its 16-shot config (toolkit's own runs).
     "DAPT": {"base2new": "vit_b16", "base2new_imagenet": "vit_b16_ep50", "xd": "vit_b16_ep50",
