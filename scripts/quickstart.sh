@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Quick start: set up, then run base-to-novel train + test + summary on an embedded default —
-# a generated EuroSAT-layout dataset and a generated random "tiny" CLIP — in a few minutes on
-# a laptop CPU. Random weights make the accuracies meaningless: this shows the pipeline works.
+# Quick start: set up, then run base-to-novel train + test + summary for DiSa, CoOp and KgCoOp
+# on an embedded default — a generated EuroSAT-layout dataset and a generated random "tiny"
+# CLIP — in a few minutes on a laptop CPU. Random weights make the accuracies meaningless: this shows the pipeline works.
 # Real runs: put the CLIP weights in ~/.cache/clip and the data under $DATA (see DATASETS.md),
 # then e.g. `bash scripts/coop/base2new_train.sh imagenet 1`.
 set -euo pipefail
@@ -17,11 +17,16 @@ mkdir -p "$DEMO"
 export DATA="$DEMO/data" OUTPUT="$DEMO/output"
 OPTS=(MODEL.BACKBONE.NAME "$DEMO/tiny-clip.pt" OPTIM.MAX_EPOCH 3 DATALOADER.NUM_WORKERS 0
       DATALOADER.TRAIN_X.BATCH_SIZE 8 TRAIN.PRINT_FREQ 20)
-for trainer in coop; do
+# DiSa on the 2-layer tiny CLIP: prompts in both of its layers, GPA centred on the last epochs.
+DISA_OPTS=(TRAINER.DISA.PROMPT_DEPTH_TEXT 2 TRAINER.DISA.PROMPT_DEPTH_VISION 2
+           TRAINER.DISA.GPA_MEAN 2.5 TRAINER.DISA.GPA_STD 1.0)
+for trainer in disa coop kgcoop; do
+  extra=()
+  [ "$trainer" = disa ] && extra=("${DISA_OPTS[@]}")
   for seed in $SEEDS; do
     echo "== $trainer, seed $seed: train on base classes, then evaluate on new classes"
-    SHOTS=8 bash scripts/$trainer/base2new_train.sh eurosat "$seed" "${OPTS[@]}" 2>/dev/null | grep -E "^epoch .*batch \[([0-9]+)/\1\]|^\* accuracy|^Oops"
-    SHOTS=8 bash scripts/$trainer/base2new_test.sh eurosat "$seed" "${OPTS[@]}" 2>/dev/null | grep -E "^\* accuracy|^Oops"
+    SHOTS=8 bash scripts/$trainer/base2new_train.sh eurosat "$seed" "${OPTS[@]}" "${extra[@]}" 2>/dev/null | grep -E "^epoch .*batch \[([0-9]+)/\1\]|^\* accuracy|^Oops"
+    SHOTS=8 bash scripts/$trainer/base2new_test.sh eurosat "$seed" "${OPTS[@]}" "${extra[@]}" 2>/dev/null | grep -E "^\* accuracy|^Oops"
   done
 done
 $PY parse_test_res.py "$OUTPUT/base2new" --base2new --shots 8
