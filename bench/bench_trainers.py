@@ -55,7 +55,8 @@ from protocol import config_name, config_path  # noqa: E402
 from trainers.base import build_standalone  # noqa: E402
 from trainers.config import extend_cfg  # noqa: E402
 
-DEFAULT_TRAINERS = ("CoOp", "CoCoOp", "KgCoOp", "MaPLe", "IVLP", "PromptSRC", "VPT", "DPL", "DiSa")
+DEFAULT_TRAINERS = ("CoOp", "CoCoOp", "KgCoOp", "MaPLe", "IVLP", "PromptSRC", "VPT", "DAPT", "DPL",
+                    "DiSa")
 DEPTH_KEYS = ("PROMPT_DEPTH", "PROMPT_DEPTH_TEXT", "PROMPT_DEPTH_VISION")
 
 
