@@ -99,3 +99,8 @@ def test_protocol_skips_finished_jobs(tmp_path: Path, capsys):
     (tmp_path / "log.txt").write_text("x\nFinish training\n")
     assert protocol.run_train_py(["--bogus"], tmp_path, "Finish training") == 0
     assert "Oops! The results exist at" in capsys.readouterr().out
+
+
+def test_flags_after_options_get_a_clear_error():
+    with pytest.raises(ConfigError, match="KEY VALUE pairs.*before the first KEY"):
+        train.setup_cfg(parse("OPTIM.LR", "0.1", "--eval-only"))

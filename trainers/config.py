@@ -84,6 +84,9 @@ def merge_checked(cfg: CN, source: str | list, what: str) -> None:
             cfg.merge_from_list(source)
     except (KeyError, AssertionError) as err:
         text = str(err.args[0]) if err.args else str(err)
+        if "odd length" in text:
+            raise ConfigError(f"{what} must be KEY VALUE pairs, got {list(source)}; put flags "
+                              "such as --eval-only before the first KEY") from err
         if "Non-existent" not in text:
             raise
         key = text.split(":", 1)[1].strip()
