@@ -230,9 +230,9 @@ def _first_line(err: BaseException, limit: int = 160) -> str:
 
 def _unusable_file_error(path: Path, attempts: list[str]) -> CLIPWeightsError:
     return CLIPWeightsError(
-        f"Cannot read CLIP weights from {path}. Tried " + "; ".join(attempts) + ". The file is "
-        f"corrupt, truncated, or not a CLIP checkpoint: re-copy the official OpenAI file, or "
-        f"write a valid one with scripts/make_random_clip.py."
+        f"Cannot read CLIP weights from {path}. Tried {'; '.join(attempts)}. The file is "
+        "corrupt, truncated, or not a CLIP checkpoint: re-copy the official OpenAI file, or "
+        "write a valid one with scripts/make_random_clip.py."
     )
 
 

@@ -38,6 +38,32 @@ def run_cli(*args: str, env: dict | None = None, check: bool = True,
     return proc
 
 
+def run_concurrently(jobs: dict[str, list[str]], env: dict) -> dict[str, str]:
+    """Start every command at once (each is mostly interpreter start-up), wait for all, and
+    fail naming the job and its output."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHON": sys.executable, **env}
+    procs = {name: subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+             for name, cmd in jobs.items()}
+    outputs = {name: proc.communicate()[0] for name, proc in procs.items()}
+    for name, proc in procs.items():
+        assert proc.returncode == 0, f"{name}: {jobs[name]} failed:\n{outputs[name][-4000:]}"
+    return outputs
+
+
+def kl_by_hand(p_logits, q_logits) -> float:
+    """Σ_b Σ_c p log(p/q) of the two logits' softmaxes, with loops over plain floats."""
+    import math
+
+    out = 0.0
+    for p_row, q_row in zip(p_logits.tolist(), q_logits.tolist()):
+        zp, zq = sum(math.exp(v) for v in p_row), sum(math.exp(v) for v in q_row)
+        for pv, qv in zip(p_row, q_row):
+            p, q = math.exp(pv) / zp, math.exp(qv) / zq
+            out += p * math.log(p / q)
+    return out
+
+
 # Options that make a train.py run fast on CPU with the tiny CLIP.
 FAST_OPTS = ["DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "4",
              "DATALOADER.TEST.BATCH_SIZE", "50", "OPTIM.MAX_EPOCH", "2", "TRAIN.PRINT_FREQ", "1"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from clipkit.compat import clip
 from clipkit.encoders import TextTower, VisionTower, block_forward

@@ -6,7 +6,6 @@ Independent jobs of a phase run concurrently: each is dominated by interpreter s
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, run_concurrently
 
 sys.path.insert(0, str(REPO / "scripts"))
 import protocol  # noqa: E402
@@ -27,17 +26,6 @@ FAST = ["DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "2",
 LEARNED = {"ctx", "compound_prompts_text.0", "visual_ctx", "compound_prompts_visual.0"}
 B2N_CFG = "vit_b16_c2_ep20_batch4_4+4ctx"
 
-
-def run_concurrently(jobs: dict[str, list[str]], env: dict) -> dict[str, str]:
-    """Start every job, wait for all; fail naming the job and its output."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHON": sys.executable, **env}
-    procs = {name: subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)
-             for name, cmd in jobs.items()}
-    outputs = {name: proc.communicate()[0] for name, proc in procs.items()}
-    for name, proc in procs.items():
-        assert proc.returncode == 0, f"{name}: {jobs[name]} failed:\n{outputs[name][-4000:]}"
-    return outputs
 
 
 @pytest.fixture(scope="module")

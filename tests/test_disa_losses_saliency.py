@@ -2,7 +2,6 @@
 hand-built tensors (methods.md §11.2); the trainer that uses them is in test_disa_trainer.py."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -14,27 +13,18 @@ from clipkit.losses import cross_interactive_kl, directional_regularization
 from clipkit.random_clip import build_random_clip
 from clipkit.saliency import (GREY, heat_colours, least_salient_patches, mask_fill_value,
                               mask_patches, num_masked_patches, patch_saliency, random_patches)
+from conftest import kl_by_hand
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 # ------------------------------------------------------------------------ L_CIR
-def _kl_by_hand(p_logits: torch.Tensor, q_logits: torch.Tensor) -> float:
-    """Σ_b Σ_c p log(p/q) with explicit loops over plain floats."""
-    out = 0.0
-    for p_row, q_row in zip(p_logits.tolist(), q_logits.tolist()):
-        zp, zq = sum(math.exp(v) for v in p_row), sum(math.exp(v) for v in q_row)
-        for pv, qv in zip(p_row, q_row):
-            p, q = math.exp(pv) / zp, math.exp(qv) / zq
-            out += p * math.log(p / q)
-    return out
-
 
 def test_cir_forward_is_kl_of_q_po_to_q_op_and_reverse_differs():
     po = torch.tensor([[3.0, 0.0, -1.0, 0.5], [0.0, 2.0, 0.0, 0.0], [1.0, 1.0, 4.0, -2.0]])
     op = torch.tensor([[0.0, 1.0, 0.0, 0.0], [2.0, -1.0, 0.5, 0.0], [0.0, 0.0, 0.0, 3.0]])
-    forward, reverse = _kl_by_hand(po, op), _kl_by_hand(op, po)
+    forward, reverse = kl_by_hand(po, op), kl_by_hand(op, po)
     assert abs(forward - reverse) > 0.1  # the example can tell the directions apart
     assert cross_interactive_kl(po, op).item() == pytest.approx(forward / 12, rel=1e-5)
     assert cross_interactive_kl(po, op, "reverse").item() == pytest.approx(reverse / 12, rel=1e-5)

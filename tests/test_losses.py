@@ -1,7 +1,6 @@
 """Loss terms and Gaussian prompt aggregation against their formulas, on hand-built tensors."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -10,6 +9,7 @@ from torch import nn
 from clipkit.gpa import PromptAggregator, gpa_weights
 from clipkit.losses import (kl_logits, kl_numel, knowledge_guidance, l1_consistency,
                             self_consistency_terms, total)
+from conftest import kl_by_hand
 
 
 def test_knowledge_guidance_is_one_minus_mean_cosine():
@@ -27,21 +27,11 @@ def test_l1_consistency_is_mean_absolute_difference():
     assert l1_consistency(a, b).item() == pytest.approx((1 + 3 + 0 + 4) / 4)
 
 
-def _kl_by_hand(p_logits: torch.Tensor, q_logits: torch.Tensor) -> float:
-    """Σ_b Σ_c p log(p/q), written with explicit loops over plain floats."""
-    out = 0.0
-    for p_row, q_row in zip(p_logits.tolist(), q_logits.tolist()):
-        zp, zq = sum(math.exp(v) for v in p_row), sum(math.exp(v) for v in q_row)
-        for pv, qv in zip(p_row, q_row):
-            p, q = math.exp(pv) / zp, math.exp(qv) / zq
-            out += p * math.log(p / q)
-    return out
-
 
 def test_kl_reductions_follow_their_normalisation():
     p = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
     q = torch.tensor([[0.0, 1.0, 0.0], [1.0, -2.0, 0.0]])
-    summed = _kl_by_hand(p, q)
+    summed = kl_by_hand(p, q)
     assert kl_numel(p, q).item() == pytest.approx(summed / 6, rel=1e-5)
     assert kl_logits(p, q, "batchmean").item() == pytest.approx(summed / 2, rel=1e-5)
     assert kl_logits(p, q, "sum").item() == pytest.approx(summed, rel=1e-5)
@@ -71,7 +61,7 @@ def test_self_consistency_terms_weights_and_direction():
         10 * (image - frozen_image).abs().mean().item(), rel=1e-6)
     # KL(p_frozen || p_prompted), not the reverse
     assert terms["loss_scl_logits"].item() == pytest.approx(
-        _kl_by_hand(frozen_logits, logits) / 6, rel=1e-5)
+        kl_by_hand(frozen_logits, logits) / 6, rel=1e-5)
     assert total(terms).item() == pytest.approx(sum(t.item() for t in terms.values()), rel=1e-6)
 
 

@@ -5,7 +5,6 @@ The jobs of one phase run concurrently: each is dominated by interpreter start-u
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, run_concurrently
 
 # trainer -> (scripts folder, registered model name, extra options for the 2-layer tiny CLIP)
 TRAINERS = {
@@ -31,17 +30,6 @@ FAST = ["DATALOADER.NUM_WORKERS", "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "2",
         "DATALOADER.TEST.BATCH_SIZE", "50"]
 EPOCHS = {"PromptSRC": "2"}  # two epochs for GPA to aggregate; one for the others
 
-
-def run_concurrently(jobs: dict[str, list[str]], env: dict) -> dict[str, str]:
-    """Run one command per trainer at the same time; fail naming the trainer and its output."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHON": sys.executable, **env}
-    procs = {name: subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)
-             for name, cmd in jobs.items()}
-    outputs = {name: proc.communicate()[0] for name, proc in procs.items()}
-    for name, proc in procs.items():
-        assert proc.returncode == 0, f"{name}: {jobs[name]} failed:\n{outputs[name][-4000:]}"
-    return outputs
 
 
 @pytest.fixture(scope="module")
