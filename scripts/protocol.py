@@ -231,14 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub = phases.add_parser(name)
         for field in fields:
             sub.add_argument(field, type=int if field in ("seed", "shots") else str)
-        if name == "zeroshot":
-            sub.add_argument("subsample", nargs="?", default="all", choices=["all", "base", "new"])
         sub.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config options")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    if ns.phase == "zeroshot":  # optional [all|base|new] before the KEY VALUE options
+        has_mode = bool(ns.opts) and ns.opts[0] in ("all", "base", "new")
+        ns.subsample, ns.opts = (ns.opts[0], ns.opts[1:]) if has_mode else ("all", ns.opts)
     if len(ns.opts) % 2:
         raise SystemExit(f"config options must be KEY VALUE pairs, got {ns.opts}")
     args, out_dir, signal = phase_jobs(ns)

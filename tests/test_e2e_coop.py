@@ -143,3 +143,15 @@ def test_zero_shot_logits_equal_the_clip_package(data_root, tiny_clip_path):
         expected = ref.logit_scale.exp() * img @ txt.t()
     assert (ours - expected).abs().max() <= 1e-3 * expected.abs().max()
     assert torch.equal(ours.argmax(1), expected.argmax(1))
+
+
+def test_zeroshot_script_with_and_without_subsample(data_root, tiny_clip_path, tmp_path):
+    env = {"DATA": str(data_root), "OUTPUT": str(tmp_path)}
+    opts = ["MODEL.BACKBONE.NAME", str(tiny_clip_path), "DATALOADER.NUM_WORKERS", "0"]
+    run_cli("bash", "scripts/zsclip/zeroshot.sh", "eurosat", "new", *opts, env=env)
+    run_cli("bash", "scripts/zsclip/zeroshot.sh", "eurosat", *opts,
+            env={**env, "TRAINER": "ZeroshotCLIP2"})
+    new_log = (tmp_path / "ZeroshotCLIP" / "vit_b16" / "eurosat" / "new" / "log.txt").read_text()
+    assert "SUBSAMPLE NEW CLASSES!" in new_log and UPSTREAM_REGEX.search(new_log)
+    ens_log = (tmp_path / "ZeroshotCLIP2" / "vit_b16" / "eurosat" / "log.txt").read_text()
+    assert "Prompt ensembling (n=8)" in ens_log and UPSTREAM_REGEX.search(ens_log)
