@@ -60,3 +60,7 @@ for _path, _names in EXPORTS.items():
     _module = importlib.import_module(f"{BACKEND}.{_path}")
     for _name in _names:
         globals()[_name] = getattr(_module, _name)
+
+# Checkpoints are read through the project's own safe loader whichever engine runs: a real
+# Dassl's ``load_checkpoint`` unpickles arbitrary objects (or fails on torch >= 2.6).
+from dasslite.utils.torchtools import load_checkpoint  # noqa: E402

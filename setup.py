@@ -13,7 +13,8 @@ setup(
     "for generalizable prompt learning on CLIP, with a Dassl-compatible engine",
     python_requires=">=3.9",
     packages=find_packages(include=["dasslite", "dasslite.*", "clipkit", "clipkit.*",
-                                    "trainers", "trainers.*", "datasets", "datasets.*"]),
+                                    "trainers", "trainers.*", "datasets", "datasets.*",
+                                    "runkit", "runkit.*"]),
     py_modules=["dassl_api"],
     include_package_data=True,
     install_requires=[
@@ -27,6 +28,7 @@ setup(
         "numpy",
         "Pillow",
         "scipy",
+        "matplotlib",
     ],
     extras_require={"test": ["pytest"]},
 )

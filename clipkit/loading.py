@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Optional, Union
 import torch
 
 from clipkit.compat import MODEL_URLS, clip
+from runkit.safe_load import UnsafeCheckpointError, safe_torch_load
 
 __all__ = [
     "CLIP_CACHE_ENV", "STAMP_FILE_NAME", "OFFICIAL_SHA256", "CLIPWeightsError",
@@ -207,7 +208,7 @@ def _read_torchscript(path: Path) -> Any:
 
 def _read_pickled(path: Path) -> Any:
     """torch.load(weights_only=True) (plain state dict)"""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return safe_torch_load(path, what="CLIP weights")
 
 
 def _unwrap_state_dict(obj: Any) -> Optional[dict[str, torch.Tensor]]:
@@ -250,6 +251,8 @@ def load_state_dict_any(path: PathLike) -> dict[str, torch.Tensor]:
     for reader in readers:
         try:
             raw = reader(path)
+        except UnsafeCheckpointError:
+            raise  # never retried another way: the file wants to run code
         except Exception as err:  # noqa: BLE001 - each reader fails in its own way
             attempts.append(f"{reader.__doc__} -> {_first_line(err)}")
             continue

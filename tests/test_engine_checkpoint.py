@@ -1,11 +1,13 @@
 """Checkpoint save/load/resume (§6), atomic writes and weight-loading helpers (§8)."""
 import os
-import pickle
 from collections import OrderedDict
 
 import pytest
 import torch
+
 import torch.nn as nn
+
+from runkit.safe_load import UnsafeCheckpointError
 
 from dasslite.config import get_cfg_default
 from dasslite.optim import build_lr_scheduler, build_optimizer
@@ -137,11 +139,12 @@ class _Opaque:
         self.value = 7
 
 
-def test_foreign_pickled_objects_fall_back_to_full_unpickling(tmp_path):
+def test_foreign_pickled_objects_are_refused_unless_trusted(tmp_path, monkeypatch):
     path = tmp_path / "foreign.pth"
     torch.save({"state_dict": {}, "epoch": 5, "scheduler": {"successor": _Opaque()}}, str(path))
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(path, weights_only=True)
+    with pytest.raises(UnsafeCheckpointError, match=r"foreign.pth.*_Opaque.*DISA_TRUST_CHECKPOINTS=1"):
+        load_checkpoint(str(path))
+    monkeypatch.setenv("DISA_TRUST_CHECKPOINTS", "1")
     assert load_checkpoint(str(path))["scheduler"]["successor"].value == 7
 
 

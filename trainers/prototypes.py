@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from dassl_api import DatasetWrapper
+from runkit.safe_load import safe_torch_load
 
 ProtoTransform = Literal["train", "test"]
 CACHE_FORMAT = "clipkit/class-prototypes/v1"
@@ -99,7 +100,7 @@ class PrototypeCache:
         """The cached prototypes, or None when missing, disabled or computed for another key."""
         if self.path is None or not osp.isfile(self.path):
             return None
-        data = torch.load(self.path, map_location="cpu", weights_only=True)
+        data = safe_torch_load(self.path, what="prototype cache")
         if data.get("format") != CACHE_FORMAT or data.get("key") != self.key:
             print(f"Prototypes at {self.path} were computed for other settings; recomputing")
             return None

@@ -17,12 +17,14 @@ from .tools import (
     write_json,
 )
 from .torchtools import (
+    RESUME_FILE,
     count_num_param,
     init_network_weights,
     load_checkpoint,
     load_pretrained_weights,
     open_all_layers,
     open_specified_layers,
+    remove_stale_temp_files,
     restore_checkpoint,
     resume_from_checkpoint,
     save_checkpoint,
@@ -35,4 +37,5 @@ __all__ = [
     "save_checkpoint", "load_checkpoint", "resume_from_checkpoint", "load_pretrained_weights",
     "count_num_param", "open_all_layers", "open_specified_layers", "init_network_weights",
     "AverageMeter", "MetricMeter", "restore_checkpoint", "get_rng_state", "set_rng_state",
+    "RESUME_FILE", "remove_stale_temp_files",
 ]

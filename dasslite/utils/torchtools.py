@@ -1,7 +1,8 @@
 """Checkpoint I/O and layer helpers (Dassl's ``dassl.utils.torchtools``).
 
-Checkpoints written here are tensor/primitive-only, so they load with
-``torch.load(weights_only=True)``. They are written atomically (temporary file in the same
+Checkpoints written here are tensor/primitive-only, and every file is read through
+:func:`runkit.safe_load.safe_torch_load` (``weights_only=True`` plus the allow-list of what
+real Dassl pickles), so loading never runs code from a file. They are written atomically (temporary file in the same
 folder, then ``os.replace``): an interrupted save never leaves a truncated ``model.pth.tar-N``
 nor destroys an existing one.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-import pickle
 import shutil
 import tempfile
 import warnings
@@ -19,9 +19,13 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 import torch
 import torch.nn as nn
 
+from runkit.safe_load import UnsafeCheckpointError, safe_torch_load
+
 from .tools import mkdir_if_missing
 
 __all__ = [
+    "RESUME_FILE",
+    "remove_stale_temp_files",
     "save_checkpoint",
     "load_checkpoint",
     "resume_from_checkpoint",
@@ -62,6 +66,28 @@ def _atomic_write(fpath: str, write: Callable[[str], None]) -> None:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
+
+
+# The rolling checkpoint written after every epoch that keeps no ``model.pth.tar-<epoch>``: a
+# kill loses at most the epoch in progress, and disk use stays one file per model.
+RESUME_FILE = "model-resume.pth.tar"
+
+
+def remove_stale_temp_files(folder: str) -> list[str]:
+    """Delete the temporary files an interrupted :func:`_atomic_write` left in ``folder``.
+
+    Why: a kill between writing and ``os.replace`` leaves ``.<name>.<random>.tmp`` behind; the
+    complete files and the pointer are untouched, so the leftovers are garbage. Call it only
+    while holding the run's folder lock (no concurrent writer).
+    """
+    if not osp.isdir(folder):
+        return []
+    stale = [osp.join(folder, f) for f in os.listdir(folder)
+             if f.startswith(".") and f.endswith(".tmp")]
+    for path in stale:
+        os.remove(path)
+        print(f"Removed {path} (left by an interrupted checkpoint write)")
+    return stale
 
 
 def _write_torch(obj: Any) -> Callable[[str], None]:
@@ -105,47 +131,31 @@ def save_checkpoint(
     print(f"Checkpoint saved to {fpath}")
     pointer = osp.join(save_dir, "checkpoint")
     _atomic_write(pointer, _write_text("{}\n".format(osp.basename(fpath))))
+    resume_file = osp.join(save_dir, RESUME_FILE)
+    if osp.basename(fpath).startswith("model.pth.tar-") and osp.exists(resume_file):
+        os.remove(resume_file)  # superseded: the pointer now names a newer, kept checkpoint
     if is_best:
         best_fpath = osp.join(osp.dirname(fpath), "model-best.pth.tar")
         _atomic_write(best_fpath, lambda tmp: shutil.copyfile(fpath, tmp))
         print('Best checkpoint saved to "{}"'.format(best_fpath))
 
 
-def _torch_load(fpath: str, weights_only: bool, **kwargs: Any) -> Any:
-    map_location = None if torch.cuda.is_available() else "cpu"
-    return torch.load(fpath, map_location=map_location, weights_only=weights_only, **kwargs)
-
-
-def _load_trusted(fpath: str) -> Any:
-    """Load safely first; fall back to full unpickling only for foreign (trusted) files.
-
-    Our own checkpoints are tensor/primitive-only and load with ``weights_only=True``. Files
-    written by real Dassl pickle scheduler objects and need ``weights_only=False``: such files
-    (and ``MODEL.INIT_WEIGHTS``) are treated as trusted input (§14 #3). Never load checkpoints
-    from an untrusted source.
-    """
-    try:
-        return _torch_load(fpath, weights_only=True)
-    except (pickle.UnpicklingError, UnicodeDecodeError):
-        pass
-    try:
-        return _torch_load(fpath, weights_only=False)
-    except UnicodeDecodeError:  # Python 2 pickles
-        return _torch_load(fpath, weights_only=False, encoding="latin1")
-
-
 def load_checkpoint(fpath: Optional[str]) -> Any:
-    """Load a checkpoint on CPU (or its saved device when CUDA is available).
+    """Load a checkpoint on CPU, never running code from it (:mod:`runkit.safe_load`).
 
-    Raises ``ValueError`` for ``None``, ``FileNotFoundError`` for a missing file, and
-    ``RuntimeError`` naming the path for a corrupt or truncated file.
+    Files written by a real Dassl (which pickles its scheduler) load too. Raises
+    ``UnsafeCheckpointError`` for a file that needs any other class, ``ValueError`` for
+    ``None``, ``FileNotFoundError`` for a missing file, and ``RuntimeError`` naming the path
+    for a corrupt or truncated file.
     """
     if fpath is None:
         raise ValueError("File path is None")
     if not osp.exists(fpath):
         raise FileNotFoundError('File is not found at "{}"'.format(fpath))
     try:
-        return _load_trusted(fpath)
+        return safe_torch_load(fpath)
+    except UnsafeCheckpointError:
+        raise
     except Exception as e:
         print('Unable to load checkpoint from "{}"'.format(fpath))
         raise RuntimeError(
@@ -204,7 +214,7 @@ def resume_from_checkpoint(
 
 
 def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
-    """Load the entries of a (trusted) checkpoint whose key and shape match ``model``.
+    """Load the entries of a checkpoint (read safely, as every file) whose key and shape match ``model``.
 
     Why: ``MODEL.INIT_WEIGHTS`` may come from a model with a different head; mismatching
     layers are reported and skipped instead of failing.
