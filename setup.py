@@ -29,6 +29,7 @@ setup(
         "Pillow",
         "scipy",
         "matplotlib",
+        "submitit>=1.5",
     ],
     extras_require={"test": ["pytest"]},
 )
