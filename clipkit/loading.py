@@ -28,7 +28,7 @@ from runkit.safe_load import UnsafeCheckpointError, safe_torch_load
 __all__ = [
     "CLIP_CACHE_ENV", "STAMP_FILE_NAME", "OFFICIAL_SHA256", "CLIPWeightsError",
     "ChecksumMismatchError", "clip_cache_dir", "available_backbones", "resolve_backbone",
-    "expected_sha256", "verify_checksum", "load_state_dict_any", "load_clip",
+    "expected_sha256", "verify_checksum", "file_sha256", "load_state_dict_any", "load_clip",
 ]
 
 logger = logging.getLogger(__name__)
@@ -177,6 +177,21 @@ def _write_stamp(path: Path, digest: str) -> None:
 def _stamp_matches(path: Path, digest: str) -> bool:
     entry = _read_stamps(path.parent / STAMP_FILE_NAME).get(path.name)
     return entry == {**_file_signature(path), "sha256": digest}
+
+
+def file_sha256(path: PathLike) -> str:
+    """SHA256 of a weights file, stamp-cached like :func:`verify_checksum` (hashed once).
+
+    Why: a run's identity includes the backbone's content, and hashing a 600 MB checkpoint for
+    every job of a paper table would cost minutes.
+    """
+    path = Path(path)
+    entry = _read_stamps(path.parent / STAMP_FILE_NAME).get(path.name)
+    if entry and {k: entry.get(k) for k in ("size", "mtime_ns")} == _file_signature(path):
+        return str(entry["sha256"])
+    digest = _sha256_file(path)
+    _write_stamp(path, digest)
+    return digest
 
 
 def verify_checksum(path: PathLike, expected: str) -> None:

@@ -95,10 +95,19 @@ def test_protocol_layouts_follow_upstream(monkeypatch):
         "CoOp/vit_b16_ep100.yaml")
 
 
-def test_protocol_skips_finished_jobs(tmp_path: Path, capsys):
+def test_protocol_skips_only_jobs_finished_with_the_same_identity(tmp_path: Path, capsys,
+                                                                   monkeypatch):
+    from runkit import protocol as impl
+    from runkit.state import JobState
+
+    seen = []
+    monkeypatch.setattr(impl, "job_status", lambda args, out, training: seen.append(training)
+                        or JobState("done"))
+    assert impl.run_train_py(["--bogus"], tmp_path, "Finish training") == 0
+    assert "Oops! The results exist at" in capsys.readouterr().out and seen == [True]
+    # An end signal alone no longer counts: the log holds no result block and no record.
     (tmp_path / "log.txt").write_text("x\nFinish training\n")
-    assert protocol.run_train_py(["--bogus"], tmp_path, "Finish training") == 0
-    assert "Oops! The results exist at" in capsys.readouterr().out
+    assert impl.job_state(tmp_path, training=True).status == "interrupted"
 
 
 def test_flags_after_options_get_a_clear_error():

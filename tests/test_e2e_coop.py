@@ -103,7 +103,9 @@ def test_interrupted_run_resumes_to_the_same_final_checkpoint(data_root, tiny_cl
     a = torch.load(full / "prompt_learner" / "model.pth.tar-4", weights_only=True)["state_dict"]
     b = torch.load(cut / "prompt_learner" / "model.pth.tar-4", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert (cut / "log.txt").is_file() and list(cut.glob("log.txt-*"))  # first log kept
+    log = (cut / "log.txt").read_text()  # one log: the killed attempt, a banner, the result
+    assert log.count("=> Run continued") == 1 and log.count("* accuracy:") == 1
+    assert log.index("model.pth.tar-2") < log.index("=> Run continued") < log.index("=> result")
 
 
 def test_missing_backbone_names_the_searched_path(data_root, tmp_path):

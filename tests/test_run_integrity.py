@@ -241,7 +241,7 @@ def test_crafted_checkpoint_for_evaluation_never_runs(
     proc = run_cli(*_eval_cmd(data_root, tiny_clip_path, model_dir, tmp_path / "eval"),
                    check=False)
     assert proc.returncode != 0 and not marker.exists()
-    assert str(ckpt) in proc.stderr and "builtins.open" in proc.stderr
+    assert str(ckpt) in proc.stderr and "io.open" in proc.stderr
     assert "DISA_TRUST_CHECKPOINTS=1" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -255,7 +255,7 @@ def test_crafted_checkpoint_placed_for_auto_resume_never_runs(
     _craft(ckpt, marker, legacy=False)
     proc = run_cli(*train_script(tiny_clip_path), env=env, check=False)
     assert proc.returncode != 0 and not marker.exists()
-    assert "model-resume.pth.tar" in proc.stderr and "builtins.open" in proc.stderr
+    assert "model-resume.pth.tar" in proc.stderr and "io.open" in proc.stderr
 
 
 def _dassl_scheduler_state(ours: dict) -> dict:

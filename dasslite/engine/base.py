@@ -15,6 +15,7 @@ import torch.nn as nn
 from ..utils import (
     get_rng_state,
     load_checkpoint,
+    remove_stale_temp_files,
     restore_checkpoint,
     save_checkpoint,
     set_rng_state,
@@ -123,6 +124,8 @@ class TrainerBase:
     def resume_model_if_exist(self, directory: str) -> int:
         """Resume every registered model from ``directory``; return the next epoch (0 if none)."""
         names = self.get_model_names()
+        for name in names:
+            remove_stale_temp_files(osp.join(directory, name))
         if not all(self._has_checkpoint(directory, name) for name in names):
             print("No checkpoint found, train from scratch")
             return 0

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from ..evaluation import build_evaluator
-from ..utils import AverageMeter, MetricMeter, mkdir_if_missing
+from ..utils import RESUME_FILE, AverageMeter, MetricMeter, load_checkpoint, mkdir_if_missing
 from .base import Names, TrainerBase
 
 __all__ = ["TrainerBase", "SimpleTrainer", "TrainerX"]
@@ -84,12 +84,27 @@ class SimpleTrainer(TrainerBase):
     def before_train(self) -> None:
         directory = self.cfg.RESUME or self.cfg.OUTPUT_DIR
         self.start_epoch = self.resume_model_if_exist(directory)
+        if self.start_epoch > 0:
+            self.best_result = self._recorded_best_result(directory)
         writer_dir = osp.join(self.output_dir, "tensorboard")
         mkdir_if_missing(writer_dir)
         self.init_writer(writer_dir)
         if self._selects_on_test_set():
             print(BEST_VAL_WITHOUT_VAL_WARNING)
         self.time_start = time.time()
+
+    def _best_or_none(self) -> Optional[float]:
+        return None if self.best_result == -np.inf else float(self.best_result)
+
+    def _recorded_best_result(self, directory: str) -> float:
+        """The best validation result so far, so a resumed run keeps ``model-best`` honest."""
+        best = -np.inf
+        for name in self.get_model_names():
+            path = osp.join(directory, name, "model-best.pth.tar")
+            if osp.isfile(path):
+                value = load_checkpoint(path).get("val_result")
+                best = max(best, -np.inf if value is None else float(value))
+        return best
 
     def _selects_on_test_set(self) -> bool:
         """True when ``best_val`` model selection would silently use the test set (§14 #9)."""
@@ -111,6 +126,9 @@ class SimpleTrainer(TrainerBase):
                 )
         if meet_checkpoint_freq or last_epoch:
             self.save_model(self.epoch, self.output_dir)
+        else:  # a rolling resume point: a kill loses at most the epoch in progress
+            self.save_model(self.epoch, self.output_dir, val_result=self._best_or_none(),
+                            model_name=RESUME_FILE)
 
     def after_train(self) -> None:
         print("Finish training")

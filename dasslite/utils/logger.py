@@ -26,14 +26,14 @@ class Logger:
     is teed; warnings and progress bars (stderr) stay out of the file.
     """
 
-    def __init__(self, fpath: Optional[str] = None) -> None:
+    def __init__(self, fpath: Optional[str] = None, mode: str = "w") -> None:
         self.console = sys.stdout
         self.file = None
         if fpath is not None:
             parent = osp.dirname(fpath)
             if parent:
                 mkdir_if_missing(parent)
-            self.file = open(fpath, "w")
+            self.file = open(fpath, mode)
 
     def __del__(self) -> None:
         self.close()
@@ -106,12 +106,15 @@ def _install_excepthook() -> None:
         sys.excepthook = _log_uncaught
 
 
-def setup_logger(output: Optional[str] = None) -> None:
+def setup_logger(output: Optional[str] = None, append_banner: Optional[str] = None) -> None:
     """Replace ``sys.stdout`` by a ``Logger`` writing to ``output`` (a file or a folder).
 
     ``None`` does nothing. An existing log is never overwritten: a timestamp suffix
-    ``-%Y-%m-%d-%H-%M-%S`` is appended instead. Calling it again replaces the previous logger
-    (its file is closed) instead of teeing into both files.
+    ``-%Y-%m-%d-%H-%M-%S`` is appended instead (Dassl's behaviour) -- unless ``append_banner``
+    is given, in which case the run continues the existing log after that banner line (so a
+    resumed run's result lands in the ``log.txt`` the parsers read, and the interrupted
+    attempt's output stays above it). Calling it again replaces the previous logger (its file
+    is closed) instead of teeing into both files.
     """
     if output is None:
         return
@@ -119,5 +122,12 @@ def setup_logger(output: Optional[str] = None) -> None:
     if previous is not None:
         sys.stdout = previous.console
         previous.close()
-    sys.stdout = Logger(_log_path(output))
+    if append_banner is not None:
+        fpath = output if output.endswith((".txt", ".log")) else osp.join(output, "log.txt")
+        existed = osp.isfile(fpath) and osp.getsize(fpath) > 0
+        sys.stdout = Logger(fpath, mode="a")
+        if existed:
+            sys.stdout.write("\n" + append_banner + "\n")
+    else:
+        sys.stdout = Logger(_log_path(output))
     _install_excepthook()

@@ -5,7 +5,8 @@ start-up, before ``train.py`` runs, so the process under test is the real CLI wi
 patched to stop at a precise moment:
 
 * ``FAULT=pause_at_batch:E:B`` -- at epoch E (1-based), batch B: write ``$FAULT_MARKER``, then
-  sleep until killed (the test sends ``SIGKILL``);
+  sleep until killed (the test sends ``SIGKILL``); the marker holds the pid and the command
+  line, and a process that finds the marker already there does not pause (one-shot);
 * ``FAULT=pause_in_write:N`` -- on the N-th rolling-checkpoint write, after the temporary file is
   complete but before it replaces the checkpoint: same;
 * ``FAULT=crash_in_test`` -- the final evaluation raises (once: ``$FAULT_MARKER`` records it).
@@ -19,8 +20,13 @@ _MARKER = os.environ.get("FAULT_MARKER", "")
 
 
 def _pause() -> None:
-    with open(_MARKER, "w") as f:
-        f.write(str(os.getpid()))
+    """Pause this process for the test to kill -- once: a later process (a resumed run, the
+    next job of a matrix) finds the marker and goes on."""
+    if os.path.exists(_MARKER):
+        return
+    with open(_MARKER + ".tmp", "w") as f:
+        f.write(f"{os.getpid()}\n{' '.join(sys.argv)}\n")
+    os.replace(_MARKER + ".tmp", _MARKER)
     sys.stdout.flush()
     while True:
         time.sleep(1)

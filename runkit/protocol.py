@@ -1,0 +1,329 @@
+"""One parametrised driver behind every ``scripts/<method>/*.sh``.
+
+The upstream repositories copy the same shell script per method and protocol (about 90
+duplicate pairs per kLOC); here each ``.sh`` is a one-line call of this driver, and the
+per-method choices (which config for which protocol, shots -> epochs) are a table.
+
+    python scripts/protocol.py PHASE --trainer T [positional args] [KEY VALUE ...]
+
+PHASE and its positional arguments:
+    base2new_train DATASET SEED     train on base classes (16 shots)
+    base2new_test  DATASET SEED     evaluate that checkpoint on the new classes
+    xd_train       SEED             train on ImageNet, all classes (cross-dataset / DG source)
+    xd_test        DATASET SEED     evaluate the ImageNet checkpoint on DATASET
+    dg_test        DATASET SEED     same as xd_test (ImageNet-V2/-Sketch/-A/-R)
+    few_shot       DATASET SHOTS SEED   train and test on all classes with SHOTS shots
+    zeroshot       DATASET [base|new|all]   zero-shot CLIP evaluation (ZeroshotCLIP trainers)
+
+Environment: DATA (dataset root, default ./data), OUTPUT (default ./output), SHOTS (base2new/xd
+shots, default 16), CFG (override the config name), PYTHON (interpreter). Trailing KEY VALUE
+pairs are forwarded to train.py as config options (a trailing DATASET.NUM_SHOTS also sets the
+``shots_K`` folder). A job is skipped only when its folder holds a finished run of the *same*
+configuration (``Oops! The results exist at ...``); an interrupted or failed job is resumed or
+re-run; a folder holding a run of another configuration is refused, naming the keys that differ
+(OVERWRITE=1 moves that run aside instead). Finished outputs are never overwritten.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Mapping
+
+import yaml
+
+from runkit.record import fingerprint
+from runkit.state import JobState, job_state
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FEW_SHOTS = (1, 2, 4, 8, 16)
+
+
+def _base2new_everywhere(cfg: str, **published: object) -> dict:
+    """A method's rows where only ``published`` settings have their own config; the others use
+    the base-to-novel config (methods.md §12: mark those results as the toolkit's own runs)."""
+    return {"base2new": cfg, "xd": cfg, "few_shot": {s: cfg for s in FEW_SHOTS}, **published}
+
+
+# PromptSRC's few-shot GPA (45, 5) group; the config holds the (30, 30) group (methods.md §8).
+# DiSa mirrors it (§11.2); its GPA keys are floats, so the values carry a decimal point.
+_GPA_GROUP_B = ("stanford_cars", "oxford_flowers", "fgvc_aircraft", "dtd", "eurosat")
+
+
+def _gpa_group_b(node: str, mean: str, std: str) -> dict[str, list[str]]:
+    """``few_shot_opts`` giving the GPA group-B datasets ``TRAINER.<node>.GPA_MEAN/STD``."""
+    opts = [f"TRAINER.{node}.GPA_MEAN", mean, f"TRAINER.{node}.GPA_STD", std]
+    return {dataset: opts for dataset in _GPA_GROUP_B}
+
+# CoOp's and DAPT's few-shot configs: epochs by shot count (ImageNet: vit_b16_ep50 for all).
+_SHOT_EPOCH_CONFIGS = {1: "vit_b16_ep50", 2: "vit_b16_ep100", 4: "vit_b16_ep100", 8: "vit_b16",
+                       16: "vit_b16"}
+
+
+def _dapt(lr: str, vis_beta: str, txt_beta: str) -> list[str]:
+    return ["OPTIM.LR", lr, "TRAINER.DAPT.VIS_BETA", vis_beta, "TRAINER.DAPT.TXT_BETA", txt_beta]
+
+
+# DAPT's published per-dataset LR, beta_v and beta_t, the same for every shot count (methods.md
+# §12; upstream kept them in its dataset YAMLs, which here stay DATASET.NAME-only).
+DAPT_PER_DATASET = {
+    "imagenet": _dapt("2.0", "0.01", "0.01"), "caltech101": _dapt("0.2", "10.0", "0.01"),
+    "oxford_pets": _dapt("0.02", "10.0", "0.1"), "stanford_cars": _dapt("0.002", "100.0", "0.1"),
+    "oxford_flowers": _dapt("0.002", "10.0", "0.01"), "food101": _dapt("20.0", "10.0", "0.01"),
+    "fgvc_aircraft": _dapt("2.0", "100.0", "0.01"), "sun397": _dapt("20.0", "100.0", "0.01"),
+    "dtd": _dapt("20.0", "100.0", "0.01"), "eurosat": _dapt("20.0", "100.0", "10.0"),
+    "ucf101": _dapt("20.0", "0.1", "0.1"),
+}
+
+# Per trainer: config per protocol. "few_shot" maps shots -> config; "*_imagenet" overrides;
+# "few_shot_opts" maps a dataset to extra KEY VALUE options (before the user's own);
+# "dataset_opts" does the same for every phase run on that dataset.
+METHODS: dict[str, dict] = {
+    "CoOp": {
+        "base2new": "vit_b16_ctxv1", "base2new_imagenet": "vit_b16_ep50_ctxv1",
+        "xd": "vit_b16_ep50_ctxv1",
+        "few_shot": _SHOT_EPOCH_CONFIGS,
+        "few_shot_imagenet": "vit_b16_ep50",
+    },
+    "CoCoOp": _base2new_everywhere("vit_b16_c4_ep10_batch1_ctxv1"),
+    "KgCoOp": _base2new_everywhere("vit_b16_ep100_ctxv1"),
+    "MaPLe": _base2new_everywhere("vit_b16_c2_ep5_batch4_2ctx",
+                                  xd="vit_b16_c2_ep5_batch4_2ctx_cross_datasets"),
+    # The PromptSRC paper's IVLP (4+4, depth 9); CFG=vit_b16_c2_ep5_batch4_2+2ctx gives MaPLe's.
+    "IVLP": _base2new_everywhere("vit_b16_c2_ep20_batch4_4+4ctx"),
+    "PromptSRC": _base2new_everywhere(
+        "vit_b16_c2_ep20_batch4_4+4ctx", xd="vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
+        few_shot={s: "vit_b16_c2_ep50_batch4_4+4ctx_few_shot" for s in FEW_SHOTS},
+        few_shot_opts=_gpa_group_b("PROMPTSRC", "45", "5")),
+    # DiSa's published-setting configs are the toolkit's reconstruction (methods.md §11.2).
+    "DiSa": _base2new_everywhere(
+        "vit_b16_c2_ep20_batch4_4+4ctx", xd="vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
+        few_shot={s: "vit_b16_c2_ep50_batch4_4+4ctx_few_shot" for s in FEW_SHOTS},
+        few_shot_opts=_gpa_group_b("DISA", "45.0", "5.0")),
+    "VPT": _base2new_everywhere("vit_b16_c2_ep5_batch4_8ctx_deep"),
+    # No base-to-novel config was published for DAPT: its 16-shot config (toolkit's own runs).
+    "DAPT": {"base2new": "vit_b16", "base2new_imagenet": "vit_b16_ep50", "xd": "vit_b16_ep50",
+             "few_shot": _SHOT_EPOCH_CONFIGS, "few_shot_imagenet": "vit_b16_ep50",
+             "dataset_opts": DAPT_PER_DATASET},
+    "DPL": _base2new_everywhere(
+        "vit_b16_c2_ep5_batch4_4+4ctx", xd="vit_b16_c2_ep2_batch4_4+4ctx_cross_datasets",
+        few_shot={s: "vit_b16_c2_ep50_batch4_4+4ctx_few_shot" for s in FEW_SHOTS}),
+    "ZeroshotCLIP": {"zeroshot": "vit_b16"},
+    "ZeroshotCLIP2": {"zeroshot": "vit_b16"},
+}
+CONFIG_DIRS = {"ZeroshotCLIP": "CoOp", "ZeroshotCLIP2": "CoOp"}
+
+
+def config_name(trainer: str, protocol: str, dataset: str = "", shots: int = 16,
+                env: Mapping[str, str] | None = None) -> str:
+    """The config a protocol uses for a trainer (``CFG`` in the environment overrides it)."""
+    env = os.environ if env is None else env
+    if env.get("CFG"):
+        return env["CFG"]
+    table = METHODS.get(trainer)
+    if table is None:
+        raise SystemExit(f"unknown trainer {trainer!r}; scripts exist for {sorted(METHODS)}")
+    if dataset == "imagenet" and f"{protocol}_imagenet" in table:
+        return table[f"{protocol}_imagenet"]
+    entry = table.get(protocol)
+    if entry is None:
+        raise SystemExit(f"{trainer} has no {protocol} protocol in scripts/protocol.py")
+    if isinstance(entry, dict):
+        if shots not in entry:
+            raise SystemExit(f"{trainer} few-shot configs exist for shots {sorted(entry)}")
+        return entry[shots]
+    return entry
+
+
+def config_path(trainer: str, cfg: str) -> Path:
+    path = ROOT / "configs" / "trainers" / CONFIG_DIRS.get(trainer, trainer) / f"{cfg}.yaml"
+    if not path.is_file():
+        raise SystemExit(f"config file not found: {path}")
+    return path
+
+
+def max_epoch(cfg_file: Path, opts: list[str]) -> int:
+    """MAX_EPOCH after the trailing opts: the epoch of the checkpoint a test phase loads."""
+    given = [value for key, value in zip(opts[::2], opts[1::2]) if key == "OPTIM.MAX_EPOCH"]
+    if given:  # yacs applies the options in order, so the last one wins
+        return int(given[-1])
+    return int(yaml.safe_load(cfg_file.read_text())["OPTIM"]["MAX_EPOCH"])
+
+
+class ProtocolError(SystemExit):
+    """A bad script argument or environment value; the message says what and how to fix it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"Error: {message}")
+
+
+def requested_identity(train_args: list[str]) -> dict:
+    """The identity (runkit.record) that ``train.py train_args`` would record, computed here.
+
+    Why in-process: deciding "finished" needs the *requested* run's fingerprint; comparing
+    only the log's end signal skipped jobs whose options had changed.
+    """
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import train  # noqa: PLC0415  (heavy: torch, trainers; only when a job is checked)
+
+    args = train.build_parser().parse_args(train_args)
+    return train.run_identity(train.setup_cfg(args), args)
+
+
+def job_status(train_args: list[str], out_dir: Path, training: bool) -> JobState:
+    """The job's state, judged against the requested configuration (see runkit.state)."""
+    return job_state(out_dir, training, fingerprint(requested_identity(train_args)))
+
+
+def run_train_py(args: list[str], out_dir: Path, done_signal: str) -> int:
+    """Run train.py unless the same job already finished; never overwrite finished outputs."""
+    state = job_status(args, out_dir, training=done_signal == "Finish training")
+    if state.status == "done":
+        print(f"Oops! The results exist at {out_dir} (so skip this job)")
+        return 0
+    if state.status in ("interrupted", "failed"):
+        print(f"Resuming the unfinished job in {out_dir} ({state.status}: {state.detail})")
+    overwrite = ["--overwrite"] if os.environ.get("OVERWRITE", "") not in ("", "0") else []
+    python = os.environ.get("PYTHON") or sys.executable
+    cmd = [python, str(ROOT / "train.py"), *overwrite, *args]
+    print("+ " + shlex.join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=ROOT)
+
+
+def _option(opts: list[str], key: str) -> str | None:
+    """The value yacs ends up with for ``key`` among ``KEY VALUE`` pairs (the last one wins)."""
+    given = [value for k, value in zip(opts[::2], opts[1::2]) if k == key]
+    return given[-1] if given else None
+
+
+def _positive_int(text: str, what: str, fix: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ProtocolError(f"{what} must be a whole number, got {text!r}; {fix}") from None
+    if value < 1:
+        raise ProtocolError(f"{what} must be at least 1, got {value}; {fix}")
+    return value
+
+
+def effective_shots(opts: list[str], env: Mapping[str, str]) -> int:
+    """Shots of a base2new/xd job: a trailing ``DATASET.NUM_SHOTS`` beats ``SHOTS`` (default 16)."""
+    given = _option(opts, "DATASET.NUM_SHOTS")
+    if given is not None:
+        return _positive_int(given, "DATASET.NUM_SHOTS", "e.g. DATASET.NUM_SHOTS 16")
+    return _positive_int(env.get("SHOTS", "16"), "SHOTS", "e.g. SHOTS=16 bash ...")
+
+
+def dataset_names() -> list[str]:
+    return sorted(p.stem for p in (ROOT / "configs" / "datasets").glob("*.yaml"))
+
+
+def check_dataset(name: str) -> str:
+    if not (ROOT / "configs" / "datasets" / f"{name}.yaml").is_file():
+        raise ProtocolError(f"unknown dataset {name!r}; the datasets are: "
+                            f"{', '.join(dataset_names())}")
+    return name
+
+
+def common(trainer: str, cfg_file: Path, dataset: str, seed: int, out_dir: Path,
+           data: str = "./data") -> list[str]:
+    return ["--root", data, "--seed", str(seed),
+            "--trainer", trainer, "--dataset-config-file",
+            str(ROOT / "configs" / "datasets" / f"{dataset}.yaml"),
+            "--config-file", str(cfg_file), "--output-dir", str(out_dir)]
+
+
+def phase_jobs(ns: argparse.Namespace,
+               env: Mapping[str, str] | None = None) -> tuple[list[str], Path, str]:
+    """train.py arguments, output dir and completion signal for the requested phase.
+
+    ``env`` (default ``os.environ``) gives DATA, OUTPUT, SHOTS and CFG, as for the scripts.
+    """
+    env = os.environ if env is None else env
+    out = Path(env.get("OUTPUT", "./output"))
+    data = env.get("DATA", "./data")
+    t, p = ns.trainer, ns.phase
+    if t not in METHODS:
+        raise ProtocolError(f"unknown trainer {t!r}; scripts exist for {', '.join(sorted(METHODS))}")
+    dataset = check_dataset(getattr(ns, "dataset", "imagenet"))  # xd_train runs on ImageNet
+    opts = [*METHODS.get(t, {}).get("dataset_opts", {}).get(dataset, []), *ns.opts]
+    shots = effective_shots(opts, env) if p != "few_shot" else 16
+    if p == "few_shot" and _option(opts, "DATASET.NUM_SHOTS") not in (None, str(ns.shots)):
+        raise ProtocolError("few_shot takes the shots as its SHOTS argument (few_shot.sh DATASET "
+                            "SHOTS SEED), not as a DATASET.NUM_SHOTS option")
+    if p in ("base2new_train", "base2new_test"):
+        cfg = config_name(t, "base2new", ns.dataset, env=env)
+        sub = f"{ns.dataset}/shots_{shots}/{t}/{cfg}/seed{ns.seed}"
+        train_dir = out / "base2new" / "train_base" / sub
+        f = config_path(t, cfg)
+        if p == "base2new_train":
+            return (common(t, f, ns.dataset, ns.seed, train_dir, data)
+                    + ["DATASET.NUM_SHOTS", str(shots), "DATASET.SUBSAMPLE_CLASSES", "base", *opts],
+                    train_dir, "Finish training")
+        test_dir = out / "base2new" / "test_new" / sub
+        return (common(t, f, ns.dataset, ns.seed, test_dir, data)
+                + ["--model-dir", str(train_dir), "--load-epoch", str(max_epoch(f, opts)),
+                   "--eval-only", "DATASET.NUM_SHOTS", str(shots),
+                   "DATASET.SUBSAMPLE_CLASSES", "new", *opts], test_dir, "=> result")
+    if p in ("xd_train", "xd_test", "dg_test"):
+        cfg = config_name(t, "xd", env=env)
+        f = config_path(t, cfg)
+        train_dir = out / "imagenet" / t / f"{cfg}_{shots}shots" / f"seed{ns.seed}"
+        if p == "xd_train":
+            return (common(t, f, "imagenet", ns.seed, train_dir, data)
+                    + ["DATASET.NUM_SHOTS", str(shots), *opts], train_dir, "Finish training")
+        test_dir = out / "evaluation" / t / f"{cfg}_{shots}shots" / ns.dataset / f"seed{ns.seed}"
+        return (common(t, f, ns.dataset, ns.seed, test_dir, data)
+                + ["--model-dir", str(train_dir), "--load-epoch", str(max_epoch(f, opts)),
+                   "--eval-only", *opts], test_dir, "=> result")
+    if p == "few_shot":
+        cfg = config_name(t, "few_shot", ns.dataset, ns.shots, env=env)
+        f = config_path(t, cfg)
+        run_dir = out / ns.dataset / t / f"{cfg}_{ns.shots}shots" / f"seed{ns.seed}"
+        table_opts = METHODS.get(t, {}).get("few_shot_opts", {}).get(ns.dataset, [])
+        return (common(t, f, ns.dataset, ns.seed, run_dir, data)
+                + ["DATASET.NUM_SHOTS", str(ns.shots), *table_opts, *opts], run_dir,
+                "Finish training")
+    cfg = config_name(t, "zeroshot", env=env)
+    f = config_path(t, cfg)
+    run_dir = out / t / cfg / ns.dataset
+    extra = []
+    if ns.subsample != "all":
+        run_dir, extra = run_dir / ns.subsample, ["DATASET.SUBSAMPLE_CLASSES", ns.subsample]
+    return (common(t, f, ns.dataset, 1, run_dir, data) + ["--eval-only", *extra, *opts],
+            run_dir, "=> result")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--trainer", required=True)
+    phases = parser.add_subparsers(dest="phase", required=True)
+    for name, fields in {"base2new_train": ("dataset", "seed"), "base2new_test": ("dataset", "seed"),
+                         "xd_train": ("seed",), "xd_test": ("dataset", "seed"),
+                         "dg_test": ("dataset", "seed"), "few_shot": ("dataset", "shots", "seed"),
+                         "zeroshot": ("dataset",)}.items():
+        sub = phases.add_parser(name)
+        for field in fields:
+            sub.add_argument(field, type=int if field in ("seed", "shots") else str)
+        sub.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config options")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    if ns.phase == "zeroshot":  # optional [all|base|new] before the KEY VALUE options
+        has_mode = bool(ns.opts) and ns.opts[0] in ("all", "base", "new")
+        ns.subsample, ns.opts = (ns.opts[0], ns.opts[1:]) if has_mode else ("all", ns.opts)
+    if len(ns.opts) % 2:
+        raise SystemExit(f"config options must be KEY VALUE pairs, got {ns.opts}")
+    args, out_dir, signal = phase_jobs(ns)
+    return run_train_py(args, out_dir, signal)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
