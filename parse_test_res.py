@@ -19,6 +19,12 @@ Three modes, all reading the same ``* <keyword>: <value>%`` result lines:
   ``<root>/<TRAINER>/<CFG>_<K>shots/<DATASET>/seed<S>/log.txt``::
 
       python parse_test_res.py output/evaluation --xd
+
+In every mode each seed run that cannot be read (no ``log.txt``, an unfinished log, a log cut
+inside its result block, an unreadable file; with ``--seeds 1 2 3`` also a missing
+``seed<S>`` folder) is listed on stderr and the exit status is 1, so a mean over fewer seeds
+is never printed silently; ``--allow-partial`` summarises the readable seeds instead, with a
+warning that says how many.
 """
 from __future__ import annotations
 
@@ -68,7 +74,8 @@ def end_signals(test_log: bool) -> tuple[str, ...]:
 
 
 def read_result(fpath: Path | str, regex: re.Pattern, signals: Sequence[str]) -> float | None:
-    """Return the last value matched after the first end-signal line, or None.
+    """Return the last value matched after the first end-signal line, or None (upstream's
+    lenient reader, kept for callers; the summaries use :func:`read_seed_log`).
 
     Lines are stripped and must *equal* a signal, as upstream, so ``=> result`` inside a
     longer line does not count.
@@ -82,6 +89,117 @@ def read_result(fpath: Path | str, regex: re.Pattern, signals: Sequence[str]) ->
             if match and started:
                 value = float(match.group(1))
     return value
+
+
+class UnreadableSeed(Exception):
+    """One seed run whose result cannot be read; the message names the file and why."""
+
+
+def read_seed_log(fpath: Path | str, keyword: str, signals: Sequence[str]) -> float:
+    """The last ``* <keyword>: X%`` value after the first end-signal line (as upstream), or
+    :class:`UnreadableSeed` saying why there is none.
+
+    Lines are stripped and must *equal* a signal, as upstream, so ``=> result`` inside a
+    longer line does not count. Why stricter than upstream, which skips such seeds silently:
+    a missing, unreadable or cut log must never quietly drop a seed from a mean. A result
+    block is the ``=> result`` line followed by the ``* <keyword>: X%`` line; a log cut
+    between the two is unreadable, even when an earlier block of the same log has a value.
+    """
+    regex = keyword_regex(keyword)
+    if not os.path.lexists(fpath):
+        folder = os.path.dirname(str(fpath))
+        raise UnreadableSeed(
+            f"no log.txt in {folder}: is this a seed folder of a finished run? (rerun this "
+            "seed, or move folders that are not runs elsewhere; for a folder of experiments "
+            "pass --multi-exp)")
+    started, value, open_block, saw_test_signal = False, None, None, False
+    try:
+        with open(fpath, "r", encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                line = line.strip()
+                started = started or line in signals
+                saw_test_signal = saw_test_signal or line == TEST_END_SIGNAL
+                if started and line == TEST_END_SIGNAL:
+                    open_block = number
+                match = regex.search(line)
+                if match and started:
+                    try:
+                        value = float(match.group(1))
+                    except ValueError:
+                        continue
+                    open_block = None
+    except UnicodeDecodeError as err:
+        raise UnreadableSeed(
+            f"{fpath}: cannot read it: not UTF-8 text (byte {err.object[err.start]:#04x} at "
+            f"offset {err.start}); the file is damaged: rerun this seed") from None
+    except OSError as err:
+        raise UnreadableSeed(
+            f"{fpath}: cannot read it: {err.strerror or err}; make it a readable log file "
+            "(or rerun this seed)") from None
+    if open_block is not None:
+        raise UnreadableSeed(
+            f"{fpath}: log cut mid-result: the '{TEST_END_SIGNAL}' block at line {open_block} "
+            f"has no '* {keyword}: <v>%' line (interrupted run, or wrong --keyword?); rerun "
+            "this seed")
+    if value is None:
+        after = " or ".join(f"'{s}'" for s in signals)
+        if not started:
+            hint = ("an eval-only log? pass --test-log" if saw_test_signal
+                    else "unfinished run? finish or rerun this seed")
+            raise UnreadableSeed(f"{fpath}: no {after} line ({hint})")
+        raise UnreadableSeed(
+            f"{fpath}: no result block ('{TEST_END_SIGNAL}' then '* {keyword}: <v>%') after "
+            f"{after} (unfinished run? finish or rerun this seed)")
+    return value
+
+
+class SeedProblems:
+    """Seed runs that were expected but could not be read, and how many were read.
+
+    Why: a mean over fewer seeds than the user ran is a wrong number that looks right. Every
+    such seed is reported on stderr; the summary is refused unless ``--allow-partial``.
+    """
+
+    def __init__(self, allow_partial: bool = False) -> None:
+        self.allow_partial = allow_partial
+        self.messages: dict[str, str] = {}  # seed folder -> why it was not read
+        self.read = 0
+
+    def add(self, folder: Path | str, message: str) -> None:
+        self.messages.setdefault(str(folder), message)
+
+    def expect(self, exp_dir: Path | str, seeds: Iterable[int] | None, present: Iterable[str],
+               what: str = "") -> None:
+        """Report the declared ``--seeds`` that have no ``seed<S>`` folder in ``exp_dir``."""
+        for seed in sorted(set(seeds or ())):
+            name = f"seed{seed}"
+            if name not in present:
+                folder = os.path.join(str(exp_dir), name)
+                self.add(folder, f"no folder {folder} for seed {seed} of --seeds{what} "
+                                 "(not run yet? run it, or drop it from --seeds)")
+
+    def details(self) -> str:
+        return "\n".join(f"  {message}" for message in self.messages.values())
+
+    def settle(self, where: str) -> None:
+        """Raise (or, with --allow-partial, warn on stderr) when some seed was not read."""
+        if not self.messages or not self.read:
+            return
+        missing, total = len(self.messages), len(self.messages) + self.read
+        head = f"{missing} of {total} expected seed runs in {where} could not be read"
+        if not self.allow_partial:
+            raise ParseError(
+                f"{head}:\n{self.details()}\nFix: finish or rerun those seeds (or move folders "
+                f"that are not runs elsewhere), or pass --allow-partial to summarise the "
+                f"{self.read} readable seed run(s) only")
+        print(f"Warning: {head}; --allow-partial: summarising the other {self.read} seed "
+              f"run(s) only:\n{self.details()}", file=sys.stderr)
+
+    def with_details(self, error: ParseError) -> ParseError:
+        """``error`` followed by the list of unread seeds, if any."""
+        if not self.messages:
+            return error
+        return ParseError(f"{error}\nSeed runs that could not be read:\n{self.details()}")
 
 
 def list_subdirs(directory: Path | str) -> list[str]:
@@ -101,21 +219,23 @@ def compute_ci95(values: Sequence[float]) -> float:
 
 
 def collect_results(
-    directory: str, regex: re.Pattern, signals: Sequence[str]
+    directory: str, keyword: str, signals: Sequence[str], problems: SeedProblems,
+    seeds: Sequence[int] | None = None,
 ) -> list[tuple[str, float]]:
-    """(log path, value) for each seed folder of ``directory`` that holds a result."""
+    """(log path, value) for each seed folder of ``directory`` that holds a result; the
+    others (and declared ``seeds`` without a folder) go to ``problems``."""
     results = []
-    for subdir in list_subdirs(directory):
+    subdirs = list_subdirs(directory)
+    if not subdirs and not seeds:
+        problems.add(directory, f"{directory}: no seed folders (expected <seed folder>/log.txt)")
+    for subdir in subdirs:
         fpath = os.path.join(directory, subdir, "log.txt")
-        if not os.path.isfile(fpath):
-            raise ParseError(
-                f"no log.txt in {os.path.join(directory, subdir)}: is this a seed folder of a "
-                "finished run? (every subdirectory must hold one run's log.txt; "
-                "for a folder of experiments pass --multi-exp)"
-            )
-        value = read_result(fpath, regex, signals)
-        if value is not None:
-            results.append((fpath, value))
+        try:
+            results.append((fpath, read_seed_log(fpath, keyword, signals)))
+        except UnreadableSeed as err:
+            problems.add(os.path.join(directory, subdir), str(err))
+    problems.expect(directory, seeds, subdirs)
+    problems.read += len(results)
     return results
 
 
@@ -132,12 +252,10 @@ def _nothing_found(directory: str, keyword: str, signals: Sequence[str]) -> Pars
     )
 
 
-def parse_function(directory: str, keyword: str, signals: Sequence[str], ci95: bool) -> float:
+def print_summary(directory: str, keyword: str, results: list[tuple[str, float]],
+                  ci95: bool) -> float:
     """Print the CoOp summary block for one experiment and return its mean."""
     print(f"Parsing files in {directory}")
-    results = collect_results(directory, keyword_regex(keyword), signals)
-    if not results:
-        raise _nothing_found(directory, keyword, signals)
     for fpath, value in results:
         print(f"file: {fpath}. {keyword}: {value:.2f}%. ")
     values = [value for _, value in results]
@@ -150,14 +268,40 @@ def parse_function(directory: str, keyword: str, signals: Sequence[str], ci95: b
     return mean
 
 
-def parse_multi_exp(directory: str, keyword: str, signals: Sequence[str], ci95: bool) -> float:
-    """Summarise each experiment folder of ``directory``, then the mean of their means."""
-    means = [
-        parse_function(os.path.join(directory, exp), keyword, signals, ci95)
-        for exp in list_subdirs(directory)
-    ]
-    if not means:
-        raise _nothing_found(directory, keyword, signals)
+def parse_function(directory: str, keyword: str, signals: Sequence[str], ci95: bool,
+                   allow_partial: bool = False, seeds: Sequence[int] | None = None) -> float:
+    """Print the CoOp summary block for one experiment and return its mean.
+
+    Every seed folder that cannot be read is reported; without ``allow_partial`` that is an
+    error (nothing is printed on stdout).
+    """
+    problems = SeedProblems(allow_partial)
+    results = collect_results(directory, keyword, signals, problems, seeds)
+    if not results:
+        raise problems.with_details(_nothing_found(directory, keyword, signals))
+    problems.settle(directory)
+    return print_summary(directory, keyword, results, ci95)
+
+
+def parse_multi_exp(directory: str, keyword: str, signals: Sequence[str], ci95: bool,
+                    allow_partial: bool = False, seeds: Sequence[int] | None = None) -> float:
+    """Summarise each experiment folder of ``directory``, then the mean of their means.
+
+    All experiments are read before anything is printed, so an unreadable seed anywhere
+    stops the whole summary (unless ``allow_partial``; experiments with no readable seed are
+    then left out).
+    """
+    problems = SeedProblems(allow_partial)
+    experiments = []
+    for exp in list_subdirs(directory):
+        exp_dir = os.path.join(directory, exp)
+        results = collect_results(exp_dir, keyword, signals, problems, seeds)
+        if results:
+            experiments.append((exp_dir, results))
+    if not experiments:
+        raise problems.with_details(_nothing_found(directory, keyword, signals))
+    problems.settle(directory)
+    means = [print_summary(exp_dir, keyword, results, ci95) for exp_dir, results in experiments]
     average = float(np.mean(means))
     print("Average performance")
     print(f"* {keyword}: {average:.2f}%")
@@ -167,43 +311,43 @@ def parse_multi_exp(directory: str, keyword: str, signals: Sequence[str], ci95: 
 # ---------------------------------------------------------------- walking result trees
 
 
-def warn(message: str) -> None:
-    """Summary modes keep going past incomplete runs, but say so on stdout."""
-    print(f"Warning: {message}")
-
-
-def read_seed_results(exp_dir: Path, regex: re.Pattern, signals: Sequence[str]) -> SeedResults:
-    """Per-seed values of the ``seed<S>`` folders of one experiment folder."""
+def read_seed_results(exp_dir: Path, keyword: str, signals: Sequence[str],
+                      problems: SeedProblems, seeds: Sequence[int] | None = None) -> SeedResults:
+    """Per-seed values of the ``seed<S>`` folders of one experiment folder; the seeds that
+    cannot be read (and declared ``seeds`` without a folder) go to ``problems``."""
     results: SeedResults = {}
-    for name in list_subdirs(exp_dir):
+    names = list_subdirs(exp_dir)
+    for name in names:
         match = SEED_DIR.match(name)
         if not match:
             continue
-        log = exp_dir / name / "log.txt"
-        value = read_result(log, regex, signals) if log.is_file() else None
-        if value is None:
-            what = "no result in" if log.is_file() else "missing"
-            warn(f"{what} {log} (unfinished run?); skipped")
-        else:
-            results[int(match.group(1))] = value
+        try:
+            results[int(match.group(1))] = read_seed_log(exp_dir / name / "log.txt", keyword,
+                                                         signals)
+        except UnreadableSeed as err:
+            problems.add(exp_dir / name, str(err))
+    problems.expect(exp_dir, seeds, names)
+    problems.read += len(results)
     return results
 
 
 def scan_tree(
-    base: Path, pattern: str, regex: re.Pattern, signals: Sequence[str]
+    base: Path, pattern: str, keyword: str, signals: Sequence[str], problems: SeedProblems,
+    keep=lambda parts: True, seeds: Sequence[int] | None = None,
 ) -> dict[tuple[str, ...], SeedResults]:
     """Per-seed results of each experiment folder matching ``pattern`` under ``base``.
 
-    Keys are the folder's path parts relative to ``base``; hidden folders are skipped.
+    Keys are the folder's path parts relative to ``base``; hidden folders and folders for
+    which ``keep(parts)`` is false (the --trainer/--cfg filters) are skipped unread.
     """
     found = {}
     for exp_dir in sorted(base.glob(pattern)):
         parts = exp_dir.relative_to(base).parts
-        if not exp_dir.is_dir() or any(p.startswith(".") for p in parts):
+        if not exp_dir.is_dir() or any(p.startswith(".") for p in parts) or not keep(parts):
             continue
-        seeds = read_seed_results(exp_dir, regex, signals)
-        if seeds:
-            found[parts] = seeds
+        results = read_seed_results(exp_dir, keyword, signals, problems, seeds)
+        if results:
+            found[parts] = results
     return found
 
 
@@ -333,17 +477,32 @@ def group_b2n(base: dict, new: dict, args: argparse.Namespace) -> dict:
 
 def summarize_base2new(args: argparse.Namespace) -> list[list[str]]:
     """Print one base-to-novel table per (trainer, cfg); return the rows for --csv."""
-    root, regex = Path(args.directory), keyword_regex(args.keyword)
+    root, problems = Path(args.directory), SeedProblems(args.allow_partial)
     pattern = f"*/shots_{args.shots}/*/*"
+
+    def keep(parts: tuple[str, ...]) -> bool:
+        return args.trainer in (None, parts[2]) and args.cfg in (None, parts[3])
+
     base_signals = end_signals(args.test_log or args.base_dir != "train_base")
-    base = scan_tree(root / args.base_dir, pattern, regex, base_signals)
-    new = scan_tree(root / "test_new", pattern, regex, end_signals(True))
+    phases = (args.base_dir, "test_new")
+    base, new = (scan_tree(root / phase, pattern, args.keyword, signals, problems, keep,
+                           args.seeds)
+                 for phase, signals in zip(phases, (base_signals, end_signals(True))))
+    if args.seeds:  # a phase folder that is missing altogether misses all its seeds
+        for phase in phases:
+            for other in phases:
+                for exp_dir in sorted((root / other).glob(pattern)):
+                    parts = exp_dir.relative_to(root / other).parts
+                    mine = root.joinpath(phase, *parts)
+                    if exp_dir.is_dir() and keep(parts) and not mine.is_dir():
+                        problems.expect(mine, args.seeds, (), f" (no folder {mine})")
     groups = group_b2n(base, new, args)
     if not groups:
-        raise ParseError(
+        raise problems.with_details(ParseError(
             f"Nothing found in {args.directory}: expected <root>/{args.base_dir}|test_new/"
             f"<dataset>/shots_{args.shots}/<TRAINER>/<CFG>/seed<S>/log.txt with a result "
-            "(check --shots, --trainer and --cfg)")
+            "(check --shots, --trainer and --cfg)"))
+    problems.settle(args.directory)
     csv_rows = []
     for (trainer, cfg), entries in groups.items():
         print(f"Base-to-novel: {trainer} / {cfg}, {args.shots} shots ({args.directory})")
@@ -382,18 +541,21 @@ def xd_table(datasets: dict[str, SeedResults]) -> list[list[str]]:
 
 def summarize_xd(args: argparse.Namespace) -> list[list[str]]:
     """Print one cross-dataset/DG table per (trainer, cfg); return the rows for --csv."""
-    suffix = f"_{args.shots}shots"
-    found = scan_tree(Path(args.directory), f"*/*{suffix}/*", keyword_regex(args.keyword),
-                      end_signals(True))
+    suffix, problems = f"_{args.shots}shots", SeedProblems(args.allow_partial)
+
+    def keep(parts: tuple[str, ...]) -> bool:
+        return args.trainer in (None, parts[0]) and args.cfg in (None, parts[1][: -len(suffix)])
+
+    found = scan_tree(Path(args.directory), f"*/*{suffix}/*", args.keyword, end_signals(True),
+                      problems, keep, args.seeds)
     groups: dict[tuple[str, str], dict[str, SeedResults]] = {}
     for (trainer, cfg_dir, dataset), seeds in found.items():
-        cfg = cfg_dir[: -len(suffix)]
-        if args.trainer in (None, trainer) and args.cfg in (None, cfg):
-            groups.setdefault((trainer, cfg), {})[dataset] = seeds
+        groups.setdefault((trainer, cfg_dir[: -len(suffix)]), {})[dataset] = seeds
     if not groups:
-        raise ParseError(
+        raise problems.with_details(ParseError(
             f"Nothing found in {args.directory}: expected <root>/<TRAINER>/<CFG>{suffix}/"
-            "<DATASET>/seed<S>/log.txt with a result (check --shots, --trainer and --cfg)")
+            "<DATASET>/seed<S>/log.txt with a result (check --shots, --trainer and --cfg)"))
+    problems.settle(args.directory)
     csv_rows = []
     for (trainer, cfg), datasets in sorted(groups.items()):
         print(f"Cross-dataset / DG: {trainer} / {cfg}, {args.shots} shots ({args.directory})")
@@ -468,6 +630,14 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--base-dir", default="train_base", choices=["train_base", "test_base"],
                          help="where base accuracy is read (test_base: released weights)")
     summary.add_argument("--csv", default=None, metavar="FILE", help="also write rows to FILE")
+    seeds = parser.add_argument_group("incomplete runs (every mode)")
+    seeds.add_argument("--allow-partial", action="store_true",
+                       help="summarise the readable seeds when some seed run cannot be read "
+                       "(no log.txt, unfinished or cut log, unreadable file); without it that "
+                       "is an error (exit 1). Either way each such seed is listed on stderr")
+    seeds.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                       help="the seeds every experiment must have (e.g. --seeds 1 2 3): a "
+                       "missing seed<S> folder then counts as an unreadable seed")
     return parser
 
 
@@ -479,7 +649,8 @@ def run(args: argparse.Namespace) -> None:
             write_csv(args.csv, B2N_HEADERS if args.base2new else XD_HEADERS, rows)
         return
     parse = parse_multi_exp if args.multi_exp else parse_function
-    parse(args.directory, args.keyword, end_signals(args.test_log), args.ci95)
+    parse(args.directory, args.keyword, end_signals(args.test_log), args.ci95,
+          args.allow_partial, args.seeds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

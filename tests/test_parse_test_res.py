@@ -139,7 +139,10 @@ def test_results_before_the_end_signal_are_ignored(capsys, tmp_path):
     write(tmp_path / "seed1", train_log(90.0, val_acc=10.0))
     write(tmp_path / "seed2", HEADER + "Evaluate on the *val* set\n" + result_block(10.0)
           + unfinished_log())
-    _, out, _ = run_main(capsys, tmp_path)
+    code, out, err = run_main(capsys, tmp_path)
+    assert (code, out) == (1, [])  # seed2 never finished: no silent mean over seed1 alone
+    assert f"{tmp_path}/seed2/log.txt: no 'Finish training' or 'Finished training' line" in err
+    _, out, _ = run_main(capsys, tmp_path, "--allow-partial")
     assert out[1:3] == [f"file: {tmp_path}/seed1/log.txt. accuracy: 90.00%. ", "==="]
 
 
@@ -156,7 +159,9 @@ def test_test_log_takes_the_last_result_block(capsys, tmp_path):
 def test_eval_only_logs_need_test_log(capsys, tmp_path):
     write(tmp_path / "seed1", train_log(80.0))
     write(tmp_path / "seed2", eval_log(70.0))
-    _, out, _ = run_main(capsys, tmp_path)
+    code, _, err = run_main(capsys, tmp_path)
+    assert code == 1 and "an eval-only log? pass --test-log" in err
+    _, out, _ = run_main(capsys, tmp_path, "--allow-partial")
     assert [line for line in out if line.startswith("file:")] == [
         f"file: {tmp_path}/seed1/log.txt. accuracy: 80.00%. "]
 
@@ -167,7 +172,8 @@ def test_folders_without_a_match_are_skipped_and_order_is_sorted(capsys, tmp_pat
     write(tmp_path / "seed3", unfinished_log())
     write(tmp_path / ".hidden", "garbage")
     (tmp_path / "notes.txt").write_text("a file, not a run")
-    _, out, _ = run_main(capsys, tmp_path)
+    code, out, err = run_main(capsys, tmp_path, "--allow-partial")
+    assert code == 0 and "1 of 4 expected seed runs" in err and f"{tmp_path}/seed3" in err
     values = {"seed1": 93.0, "seed10": 92.0, "seed2": 91.0}
     assert out == summary_lines(tmp_path, "accuracy", values, np.std(list(values.values())))
 
@@ -308,12 +314,15 @@ def test_base2new_seed_mismatch_is_reported_and_paired(capsys, tmp_path):
             "(present in both)") in out
 
 
-def test_base2new_unfinished_seed_is_warned_and_skipped(capsys, tmp_path):
+def test_base2new_unfinished_seed_is_an_error_unless_allow_partial(capsys, tmp_path):
     b2n_tree(tmp_path, {"dtd": ([80.0, 82.0], [60.0, 62.0])})
     seed3 = tmp_path / "train_base/dtd/shots_16/CoOp/vit_b16_ep50/seed3"
     write(seed3, unfinished_log())
-    _, out, _ = run_main(capsys, tmp_path, "--base2new")
-    assert f"Warning: no result in {seed3}/log.txt (unfinished run?); skipped" in out
+    code, out, err = run_main(capsys, tmp_path, "--base2new")
+    assert (code, out) == (1, []) and f"{seed3}/log.txt: no 'Finish training'" in err
+    code, out, err = run_main(capsys, tmp_path, "--base2new", "--allow-partial")
+    assert code == 0 and f"{seed3}/log.txt: no 'Finish training'" in err
+    assert "Warning: 1 of 5 expected seed runs" in err
     assert markdown_rows(out)[0][:3] == ["dtd", "2/2", "81.00"]
 
 
