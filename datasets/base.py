@@ -104,7 +104,12 @@ class CoOpDataset(DatasetBase):
             source = f"the {self.name} annotation files in {self.dataset_dir}"
             check_images_exist((*train, *(val or ()), *test), source, self.image_dir, self.name)
         if self.split_path:
-            common.save_split(train, val, test, self.split_path, self.image_dir)
+            common.save_split(train, val, test, self.split_path, self.image_dir,
+                              generated=f"built by the toolkit from {self.dataset_dir}")
+            print(f"Warning: the official split file {os.path.basename(self.split_path)} was not "
+                  f"found, so a random split was generated and saved to {self.split_path}; "
+                  "results are NOT comparable with published numbers (CoOp's split files: "
+                  f"see {common.DATASETS_DOC})")
         return train, val, test
 
     def build_split(self) -> Split:
@@ -122,6 +127,8 @@ class CoOpDataset(DatasetBase):
     ) -> Tuple[List[Datum], Optional[List[Datum]]]:
         """K-shot train and ``min(K, 4)``-shot val, through the few-shot cache (§10.9)."""
         if num_shots < 1:
+            print(f"NUM_SHOTS is {num_shots} (< 1): the whole training set is used "
+                  f"({len(train)} images)")
             return train, val
         cache = FewShotCache(self.split_fewshot_dir, self.dataset_dir, num_shots, seed)
         data = cache.load()
@@ -131,6 +138,7 @@ class CoOpDataset(DatasetBase):
                 val_shots = min(num_shots, FEWSHOT_VAL_MAX_SHOTS)
                 data["val"] = self.generate_fewshot_dataset(val, num_shots=val_shots)
             cache.save(data)
+        common.warn_short_classes(data["train"], num_shots)
         return data["train"], data.get("val", val)
 
     def _subsample(self, train, val, test, subsample: str) -> Split:

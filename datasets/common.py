@@ -24,7 +24,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 from dassl_api import Datum, listdir_nohidden, read_json, write_json
 
 __all__ = [
-    "DATASETS_DOC", "SUBSAMPLE_CHOICES", "MissingImagesError", "dataset_root", "require_path",
+    "DATASETS_DOC", "SUBSAMPLE_CHOICES", "MissingImagesError", "SplitFileError", "dataset_root",
+    "require_path", "warn_short_classes",
     "subsample_setting", "make_datum", "relabel", "bulk_build", "read_split", "save_split",
     "split_trainval", "split_by_fractions", "read_and_split_data", "concat_splits", "label_of",
     "subsample_classes", "find_missing_images",
@@ -40,6 +41,14 @@ Split = Tuple[List[Datum], List[Datum], List[Datum]]
 
 class MissingImagesError(FileNotFoundError):
     """A split or annotation file lists images that are not on disk."""
+
+
+class SplitFileError(ValueError):
+    """A split JSON that cannot be used (not JSON, not a CoOp split); names the file and fix."""
+
+
+SPLIT_FIX = ("Fix: download the official split file again (see {doc}), or delete it to have a "
+             "random split generated (then results are not comparable with published numbers)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,8 +207,9 @@ def _convert_entries(entries: Sequence, path_prefix: str, where: str) -> List[Da
             for impath, label, classname in entries
         ]
     except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{where}: malformed entry ({exc}); expected [relpath, label, classname] lists"
+        raise SplitFileError(
+            f"{where}: malformed entry ({exc}); expected [relpath, label, classname] lists. "
+            + SPLIT_FIX.format(doc=DATASETS_DOC)
         ) from exc
 
 
@@ -214,10 +224,21 @@ def read_split(
     alone (used to validate split files without the images).
     """
     print(f"Reading split from {filepath}")
-    split = read_json(filepath)
-    missing_keys = [key for key in ("train", "val", "test") if key not in split]
+    try:
+        split = read_json(filepath)
+    except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError
+        where = (f" (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+                 if hasattr(exc, "lineno") else f" ({exc})")
+        raise SplitFileError(f"split file {filepath} is not valid JSON{where}. "
+                             + SPLIT_FIX.format(doc=DATASETS_DOC)) from None
+    missing_keys = ([key for key in ("train", "val", "test") if key not in split]
+                    if isinstance(split, dict) else ["train", "val", "test"])
     if missing_keys:
-        raise ValueError(f"{filepath}: missing key(s) {missing_keys}; not a CoOp split file")
+        raise SplitFileError(f"{filepath}: missing key(s) {missing_keys}; not a CoOp split "
+                             "file. " + SPLIT_FIX.format(doc=DATASETS_DOC))
+    if split.get("generated"):
+        print(f"Warning: {filepath} is a generated random split ({split['generated']}), not "
+              "the official CoOp split: results are NOT comparable with published numbers")
     with bulk_build():
         lists = tuple(
             _convert_entries(split[key], path_prefix, f"{filepath} [{key}]")
@@ -238,16 +259,20 @@ def _strip_prefix(impath: str, path_prefix: str) -> str:
 
 def save_split(
     train: Sequence[Datum], val: Sequence[Datum], test: Sequence[Datum], filepath: str,
-    path_prefix: str,
+    path_prefix: str, generated: str = "",
 ) -> None:
     """Write a split JSON (indent 4) with paths relative to ``path_prefix``.
 
-    Prints ``Saved split to <path>``.
+    Prints ``Saved split to <path>``. A non-empty ``generated`` is stored under the extra key
+    ``"generated"`` (readers ignore unknown keys), so that every later run reading this file
+    warns again that it is not an official split.
     """
     def _extract(items: Sequence[Datum]) -> list:
         return [(_strip_prefix(it.impath, path_prefix), it.label, it.classname) for it in items]
 
     split = {"train": _extract(train), "val": _extract(val), "test": _extract(test)}
+    if generated:
+        split["generated"] = generated
     write_json(split, filepath)
     print(f"Saved split to {filepath}")
 
@@ -346,6 +371,32 @@ def label_of(cname2lab: Dict[str, int], name: str, source: str) -> int:
             f"{source}: class {name!r} is not in the dataset's class list; the annotation files "
             f"do not belong together (re-extract them from the same archive)"
         ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Few-shot
+# ---------------------------------------------------------------------------------------------
+
+
+def warn_short_classes(items: Sequence[Datum], num_shots: int, what: str = "training") -> None:
+    """Print one line per image count of the classes with fewer than ``num_shots`` items.
+
+    ``items`` is a drawn few-shot list: Dassl's sampling (kept exactly) takes all the images of
+    a class that has fewer than K, so such classes are exactly those with fewer than K items.
+    Why: the run is then not a K-shot run for those classes, and nothing else says so.
+    """
+    counts: Dict[int, int] = defaultdict(int)
+    for item in items:
+        counts[item.label] += 1
+    by_count: Dict[int, int] = defaultdict(int)
+    for count in counts.values():
+        if count < num_shots:
+            by_count[count] += 1
+    for count, classes in sorted(by_count.items()):
+        noun = "class has" if classes == 1 else "classes have"
+        images = "image" if count == 1 else "images"
+        print(f"Warning: {classes} {noun} only {count} {what} {images} (< NUM_SHOTS "
+              f"{num_shots}): all their images are used")
 
 
 # ---------------------------------------------------------------------------------------------
