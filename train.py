@@ -20,7 +20,9 @@ import datasets  # noqa: F401  (registers the dataset readers)
 import trainers  # noqa: F401  (registers the trainers)
 from dassl_api import (build_trainer, collect_env_info, get_cfg_default, set_random_seed,
                        setup_logger)
-from trainers.config import ConfigError, extend_cfg, merge_checked
+from datasets.common import SplitFileError
+from trainers.config import (ConfigError, check_output_dir, check_values, extend_cfg,
+                             merge_checked)
 
 
 def print_args(args: argparse.Namespace, cfg) -> None:
@@ -58,17 +60,20 @@ def setup_cfg(args: argparse.Namespace):
     cfg = get_cfg_default()
     extend_cfg(cfg)
     if args.dataset_config_file:
-        merge_checked(cfg, args.dataset_config_file, args.dataset_config_file)
+        merge_checked(cfg, args.dataset_config_file,
+                      f"--dataset-config-file {args.dataset_config_file}")
     if args.config_file:
-        merge_checked(cfg, args.config_file, args.config_file)
+        merge_checked(cfg, args.config_file, f"--config-file {args.config_file}")
     reset_cfg(cfg, args)
     merge_checked(cfg, list(args.opts), "the command-line options")
+    check_values(cfg)
     cfg.freeze()
     return cfg
 
 
 def main(args: argparse.Namespace) -> None:
     cfg = setup_cfg(args)
+    check_output_dir(cfg.OUTPUT_DIR)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
@@ -120,3 +125,5 @@ if __name__ == "__main__":
         main(build_parser().parse_args())
     except ConfigError as err:
         sys.exit(f"Config error: {err}")
+    except SplitFileError as err:
+        sys.exit(f"Dataset error: {err}")

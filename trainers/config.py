@@ -7,8 +7,13 @@ options have float defaults so that YAML values type-check (write ``8.0``, not `
 """
 from __future__ import annotations
 
+import math
+import os
+import re
+import tempfile
 from typing import Any
 
+import yaml
 from yacs.config import CfgNode as CN
 
 TRAINER_KEYS: dict[str, dict[str, Any]] = {
@@ -75,8 +80,103 @@ def closest_keys(cfg: CN, key: str, n: int = 3) -> list[str]:
     return list(dict.fromkeys(same_leaf + similar))[:n]
 
 
+# Keys that must hold a positive, finite number (yacs checks only the type).
+POSITIVE_KEYS = ("OPTIM.LR",)
+_MISMATCH = re.compile(r"with values \((.*) vs\. (.*)\) for config key: (\S+)")
+
+
+def _positive_problem(key: str, value: Any, where: str = "") -> str | None:
+    """Why ``value`` is no valid ``key`` (see :data:`POSITIVE_KEYS`), or None if it is."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isfinite(number) and number > 0:
+        return None
+    where = f" in {where}" if where else ""
+    return (f"{key} must be a positive, finite number, got {value}{where}. Fix: set it, e.g. "
+            f"`{key} 0.002` among the KEY VALUE options or `LR: 0.002` under `OPTIM:` in the "
+            "config file")
+
+
+def check_values(cfg: CN) -> None:
+    """Reject values yacs lets through (same type, impossible value), e.g. ``OPTIM.LR -1.0``
+    or ``.nan`` in a YAML file: they would train silently to NaN or to nothing."""
+    for key in POSITIVE_KEYS:
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        problem = _positive_problem(key, node)
+        if problem:
+            raise ConfigError(problem)
+
+
+def check_config_file(path: str, what: str) -> None:
+    """Fail with the file, the line and the fix when a config YAML is missing or malformed.
+
+    Why: yacs lets ``FileNotFoundError`` and yaml's parser errors out as tracebacks, and a
+    file that is not a mapping fails with an unrelated ``AttributeError``.
+    """
+    what = what if path in what else f"{what} ({path})"
+    if not os.path.isfile(path):
+        why = "is a directory, not a YAML file" if os.path.isdir(path) else "does not exist"
+        raise ConfigError(f"{what}: the file {why}. Fix: check the path (the bundled configs "
+                          "are configs/trainers/<Trainer>/*.yaml and configs/datasets/*.yaml)")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{what}: malformed YAML{where}: {problem}. Fix: correct that line "
+                          "(nested keys are indented under their section, e.g. "
+                          "'OPTIM:' then '  LR: 0.002')") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{what}: cannot read the file ({err}). Fix: make it a readable "
+                          "UTF-8 YAML file") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{what}: the file holds a YAML {type(data).__name__}, not config "
+                          "sections. Fix: write KEY: value lines such as 'OPTIM:' then "
+                          "'  LR: 0.002'")
+
+
+def check_output_dir(path: str) -> None:
+    """Create the output folder and check that a file can be written in it.
+
+    Why: otherwise the logger fails with a bare ``NotADirectoryError``/``PermissionError``
+    traceback, or training runs and only the first checkpoint save fails.
+    """
+    if not path:
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        blocker = next((p for p in _ancestors(path) if os.path.exists(p)), None)
+        detail = (f"; {blocker} is a file, not a folder"
+                  if blocker and not os.path.isdir(blocker) else "")
+        raise ConfigError(f"cannot write the output directory {path} (--output-dir, "
+                          f"OUTPUT_DIR): {err.strerror or err}{detail}. Fix: pass a writable "
+                          "folder, e.g. --output-dir output/my_run") from None
+
+
+def _ancestors(path: str) -> list[str]:
+    """``path`` and its parents, deepest first."""
+    path, out = os.path.abspath(path), []
+    while True:
+        out.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            return out
+        path = parent
+
+
 def merge_checked(cfg: CN, source: str | list, what: str) -> None:
     """``merge_from_file`` / ``merge_from_list`` with errors that name the key and the fix."""
+    if isinstance(source, str):
+        check_config_file(source, what)
     try:
         if isinstance(source, str):
             cfg.merge_from_file(source)
@@ -95,4 +195,9 @@ def merge_checked(cfg: CN, source: str | list, what: str) -> None:
             f"{closest_keys(cfg, key) or 'none'}"
         ) from err
     except ValueError as err:
+        mismatch = _MISMATCH.search(str(err))
+        if mismatch and mismatch.group(3) in POSITIVE_KEYS:
+            problem = _positive_problem(mismatch.group(3), mismatch.group(2), what)
+            if problem:
+                raise ConfigError(problem) from err
         raise ConfigError(f"{err} (in {what}; write floats with a decimal point, e.g. 8.0)") from err
