@@ -42,6 +42,28 @@ class PromptSet:
     vision_deep: list[Tensor] = field(default_factory=list)
 
 
+class PromptDepthError(ValueError):
+    """A prompt depth outside what the CLIP towers allow.
+
+    ``key`` is the config leaf at fault (e.g. ``PROMPT_DEPTH_TEXT``), ``low`` its smallest
+    valid value, ``limits`` the largest valid value of every depth key of the method and
+    ``tower_layers`` the towers' layer counts, so a trainer can name its full config keys.
+    """
+
+    def __init__(self, key: str, depth: int, low: int, limits: dict[str, int],
+                 tower_layers: dict[str, int]) -> None:
+        self.key, self.depth, self.low = key, depth, low
+        self.limits, self.tower_layers = limits, tower_layers
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        layers = self.limits[self.key]
+        if self.key == "PROMPT_DEPTH":  # MaPLe: one depth for both towers
+            return (f"PROMPT_DEPTH {self.depth} must be between {self.low} (layer-0 prompts) "
+                    f"and the towers' {layers} layers")
+        return f"{self.key} {self.depth} must be between {self.low} and the tower's {layers} layers"
+
+
 @dataclass(frozen=True)
 class DeepPromptSpec:
     """Prompt lengths and depths of both towers (a trainer builds it from its config node)."""
@@ -64,11 +86,12 @@ class DeepPromptSpec:
 
     def check(self, text_layers: int, vision_layers: int) -> None:
         """Fail early, naming the config key, when a depth exceeds a tower's layers."""
-        for key, depth, layers in (("PROMPT_DEPTH_TEXT", self.depth_text, text_layers),
-                                   ("PROMPT_DEPTH_VISION", self.depth_vision, vision_layers)):
-            if not 0 <= depth <= layers:
-                raise ValueError(f"{key} {depth} must be between 0 and the tower's {layers} "
-                                 "layers; lower it")
+        limits = {"PROMPT_DEPTH_TEXT": text_layers, "PROMPT_DEPTH_VISION": vision_layers}
+        towers = {"text": text_layers, "vision": vision_layers}
+        for key, depth in (("PROMPT_DEPTH_TEXT", self.depth_text),
+                           ("PROMPT_DEPTH_VISION", self.depth_vision)):
+            if not 0 <= depth <= limits[key]:
+                raise PromptDepthError(key, depth, 0, limits, towers)
         if self.depth_vision > 0 and self.n_ctx_vision < 1:
             raise ValueError(f"N_CTX_VISION must be >= 1 with PROMPT_DEPTH_VISION "
                              f"{self.depth_vision}; set PROMPT_DEPTH_VISION 0 for no visual prompts")
@@ -144,8 +167,8 @@ class MultiModalPromptLearner(DeepTextPromptContext):
                  ctx_init: str = "a photo of a", std: float = 0.02) -> None:
         layers = min(text.num_layers, vision.num_layers)
         if not 1 <= depth <= layers:
-            raise ValueError(f"MaPLe's PROMPT_DEPTH {depth} must be between 1 (layer-0 prompts) "
-                             f"and the towers' {layers} layers")
+            raise PromptDepthError("PROMPT_DEPTH", depth, 1, {"PROMPT_DEPTH": layers},
+                                   {"text": text.num_layers, "vision": vision.num_layers})
         spec = DeepPromptSpec(n_ctx, depth, n_ctx, depth, ctx_init, std)
         super().__init__(text_init(text, spec), depth, std)
         self.proj = nn.Linear(text.width, vision.width)

@@ -16,11 +16,13 @@ from typing import ClassVar, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from clipkit.deep_prompts import PromptDepthError
 from clipkit.loading import load_clip
 from clipkit.model import PromptedCLIP
 from clipkit.precision import PrecisionPolicy, check_prec, freeze_all_but
 from dassl_api import (build_lr_scheduler, build_optimizer, compute_accuracy, load_checkpoint,
                        load_pretrained_weights, TRAINER_REGISTRY, TrainerBase, TrainerX)
+from trainers.config import ConfigError
 
 
 def load_clip_for(cfg) -> nn.Module:
@@ -97,7 +99,10 @@ class PromptTrainer(ClipTrainer):
         self.precision = PrecisionPolicy.resolve(self.opts.PREC, self.device)
         self.precision.prepare_clip(clip_model)
         print("Building custom CLIP")
-        self.model = self.build_custom_clip(clip_model, classnames)
+        try:
+            self.model = self.build_custom_clip(clip_model, classnames)
+        except PromptDepthError as err:
+            raise self._depth_error(err) from None
         learner = self.model.prompt_learner
         print("Turning off gradients in both the image and the text encoder")
         trainable = freeze_all_but(self.model, learner)
@@ -166,7 +171,9 @@ class PromptTrainer(ClipTrainer):
         """Load learned weights, dropping class-dependent buffers (base -> new, cross-dataset)."""
         if not directory:
             print("Note that load_model() is skipped as no pretrained model is given")
+            self._untrained_eval = not self.cfg.MODEL.INIT_WEIGHTS
             return
+        self._untrained_eval = False
         model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
         for name in self.get_model_names():
             path = osp.join(directory, name, model_file)
@@ -178,6 +185,24 @@ class PromptTrainer(ClipTrainer):
             self._load_strictly_learned(name, state_dict, path)
             self.on_checkpoint_loaded(checkpoint)
         self._eval_text_feats = None
+
+    def test(self, split: Optional[str] = None):
+        """Dassl's test, preceded by a warning when ``load_model`` was given no model."""
+        if getattr(self, "_untrained_eval", False):
+            print(f"Warning: evaluating {type(self).__name__}'s UNTRAINED (initial) prompts: "
+                  "no --model-dir was given to --eval-only, so these numbers are not a trained "
+                  "model's; pass --model-dir <training output dir> (and --load-epoch N)")
+        return super().test(split)
+
+    def _depth_error(self, err: PromptDepthError) -> ConfigError:
+        """``err`` with the full config keys, the backbone's layer counts and the fix."""
+        node = f"TRAINER.{self.CFG_NODE}"
+        towers = ", ".join(f"{n} {t}" for t, n in err.tower_layers.items())
+        fix = " ".join(f"{node}.{key} {limit}" for key, limit in err.limits.items())
+        return ConfigError(
+            f"{node}.{err} (backbone {self.cfg.MODEL.BACKBONE.NAME} has {towers} transformer "
+            f"layers). Fix: set {node}.{err.key} between {err.low} and {err.limits[err.key]}, "
+            f"e.g. append `{fix}` to the command (or set it in the config file)")
 
     def on_checkpoint_loaded(self, checkpoint: dict) -> None:
         """Hook for trainers that keep extra checkpoint keys (e.g. GPA accumulators)."""

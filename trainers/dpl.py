@@ -24,6 +24,7 @@ from clipkit.prompts import clean_classname, tokenize
 from clipkit.templates import custom_template
 from dassl_api import TRAINER_REGISTRY
 from trainers.base import PromptTrainer
+from trainers.config import ConfigError
 
 MODALITIES = ("both", "text", "vision")
 _KEY = "TRAINER.DPL."
@@ -77,7 +78,7 @@ class DPLSettings:
                            else (self.n_ctx_vision, self.depth_vision))
         if n_tokens < 1 or not 1 <= depth <= n_layers:
             key = tower.upper()
-            raise ValueError(
+            raise ConfigError(
                 f"{_KEY}N_CTX_{key} ({n_tokens}) must be >= 1 and {_KEY}PROMPT_DEPTH_{key} "
                 f"({depth}) between 1 and the {tower} tower's {n_layers} layers with MODALITY "
                 f"{self.modality}; fix them or prompt only the other tower (MODALITY)")
