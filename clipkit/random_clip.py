@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import errno
 import math
 import os
 import warnings
@@ -109,10 +110,10 @@ def _trace_openai_layout(export: torch.nn.Module) -> torch.jit.ScriptModule:
         return torch.jit.trace_module(export, methods, check_trace=False)
 
 
-def _save_torchscript(module: torch.jit.ScriptModule, path: Path) -> None:
+def _save_torchscript(module: torch.jit.ScriptModule, f) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(module, str(path))
+        torch.jit.save(module, f)
 
 
 def save_clip(model: torch.nn.Module, path: Union[str, "os.PathLike[str]"],
@@ -130,9 +131,15 @@ def save_clip(model: torch.nn.Module, path: Union[str, "os.PathLike[str]"],
         raise ValueError(f"Unsupported dtype {dtype}; use torch.float16 or torch.float32.")
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     export = _export_copy(model, dtype)
-    if fmt == "jit":
-        _save_torchscript(_trace_openai_layout(export), path)
-    else:
-        torch.save(export.state_dict(), path)
+    traced = _trace_openai_layout(export) if fmt == "jit" else None
+    # Opened here, not by torch: an unwritable path is then an OSError naming it, not a
+    # RuntimeError from torch's C++ writer.
+    with open(path, "wb") as f:
+        if traced is not None:
+            _save_torchscript(traced, f)
+        else:
+            torch.save(export.state_dict(), f)
     return path

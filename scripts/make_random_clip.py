@@ -52,7 +52,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     model = build_random_clip(args.arch, seed=args.seed)
-    path = save_clip(model, args.out, fmt=args.format, dtype=DTYPES[args.dtype])
+    try:
+        path = save_clip(model, args.out, fmt=args.format, dtype=DTYPES[args.dtype])
+    except OSError as err:  # a read-only folder, a parent that is a file, a full disk, ...
+        blocker = err.filename and Path(err.filename)
+        reason = (f"{blocker} is a file, not a folder"
+                  if blocker and blocker.exists() and not blocker.is_dir()
+                  and blocker != args.out.expanduser() else err.strerror or str(err))
+        print(f"make_random_clip.py: error: cannot write {args.out}: {reason}. Fix: pass --out "
+              "a file path in a writable folder, e.g. --out /tmp/clip/tiny.pt", file=sys.stderr)
+        return 1
     logger.info("Wrote random CLIP (arch=%s, seed=%d, format=%s, dtype=%s) to %s",
                 args.arch, args.seed, args.format, args.dtype, path)
     return 0
