@@ -12,14 +12,20 @@ order of dassl-api.md §3.3.
 from __future__ import annotations
 
 import argparse
+import os.path as osp
 import sys
 
 import torch
 
 import datasets  # noqa: F401  (registers the dataset readers)
 import trainers  # noqa: F401  (registers the trainers)
-from dassl_api import (build_trainer, collect_env_info, get_cfg_default, set_random_seed,
-                       setup_logger)
+from clipkit.loading import CLIPWeightsError, file_sha256, resolve_backbone
+from dassl_api import build_trainer, collect_env_info, get_cfg_default, set_random_seed
+from dasslite.utils.logger import setup_logger
+from runkit.lock import FolderLockedError
+from runkit.record import RunIdentityError, RunSession, make_identity, read_record
+from runkit.safe_load import UnsafeCheckpointError
+from runkit.state import resume_banner
 from datasets.common import SplitFileError
 from trainers.config import (ConfigError, check_output_dir, check_values, extend_cfg,
                              merge_checked)
@@ -71,13 +77,43 @@ def setup_cfg(args: argparse.Namespace):
     return cfg
 
 
+def run_identity(cfg, args: argparse.Namespace) -> dict:
+    """Everything that determines this run's result (see :mod:`runkit.record`): the resolved
+    config plus the backbone file's content and, for an evaluation, which model it evaluates."""
+    try:
+        backbone = file_sha256(resolve_backbone(cfg.MODEL.BACKBONE.NAME))
+    except (OSError, ValueError, CLIPWeightsError):
+        backbone = f"unresolved:{cfg.MODEL.BACKBONE.NAME}"  # loading it will fail and say why
+    extra = {"run.backbone_sha256": backbone, "run.eval_only": bool(args.eval_only),
+             "run.no_train": bool(args.no_train)}
+    if args.eval_only:
+        evaluated = read_record(args.model_dir) if args.model_dir else None
+        extra["run.model"] = (evaluated or {}).get("fingerprint") or osp.abspath(args.model_dir or "")
+        extra["run.load_epoch"] = args.load_epoch
+    return make_identity(cfg, extra)
+
+
 def main(args: argparse.Namespace) -> None:
     cfg = setup_cfg(args)
     check_output_dir(cfg.OUTPUT_DIR)
+    if not cfg.OUTPUT_DIR:
+        return run(cfg, args)
+    session = RunSession(cfg.OUTPUT_DIR, run_identity(cfg, args), cfg.dump(),
+                         overwrite=args.overwrite)
+    with session:
+        if session.kind == "legacy":
+            print(f"Note: {cfg.OUTPUT_DIR} has no run record (written by other code?); its config "
+                  "cannot be checked against this run's. Recording this run's config now")
+        run(cfg, args)
+
+
+def run(cfg, args: argparse.Namespace) -> None:
+    """The CoOp ``main``: seed, log, build the trainer, then evaluate or train."""
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
-    setup_logger(cfg.OUTPUT_DIR)
+    if cfg.OUTPUT_DIR:  # a continued run appends to its log.txt (what the parsers read)
+        setup_logger(cfg.OUTPUT_DIR, append_banner=resume_banner())
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print_args(args, cfg)
@@ -115,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load model from this directory for eval-only mode")
     p.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     p.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    p.add_argument("--overwrite", action="store_true",
+                   help="the output dir holds a run with another config: move it aside to "
+                        "<output-dir>/.replaced/<time>/ and start anew (default: refuse)")
     p.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                    help="modify config options using the command-line (KEY VALUE pairs)")
     return p
@@ -127,3 +166,5 @@ if __name__ == "__main__":
         sys.exit(f"Config error: {err}")
     except SplitFileError as err:
         sys.exit(f"Dataset error: {err}")
+    except (RunIdentityError, FolderLockedError, UnsafeCheckpointError) as err:
+        sys.exit(f"Error: {err}")

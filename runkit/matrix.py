@@ -91,6 +91,7 @@ def expand(methods: Sequence[str], settings: Sequence[str], datasets: Sequence[s
     job_env = {k: env[k] for k in ("DATA", "OUTPUT", "SHOTS", "CFG") if env.get(k)}
     job_env["OUTPUT"] = str(Path(job_env.get("OUTPUT", "./output")).resolve())
     job_env["DATA"] = str(Path(job_env.get("DATA", "./data")).resolve())
+    k16 = protocol.effective_shots(list(opts), job_env)  # base2new/xd shots (SHOTS or opts)
     jobs: dict[str, Job] = {}
 
     def add(job: Job) -> str:
@@ -104,16 +105,16 @@ def expand(methods: Sequence[str], settings: Sequence[str], datasets: Sequence[s
                 names = _datasets_for(setting, datasets)
                 if setting == "base2new":
                     for d in names:
-                        train = add(_job(setting, "base2new_train", method, d, seed, 16, [d, s],
+                        train = add(_job(setting, "base2new_train", method, d, seed, k16, [d, s],
                                          opts, job_env))
-                        add(_job(setting, "base2new_test", method, d, seed, 16, [d, s], opts,
+                        add(_job(setting, "base2new_test", method, d, seed, k16, [d, s], opts,
                                  job_env, (train,)))
                 elif setting in ("xd", "dg") and names:
-                    train = add(_job(setting, "xd_train", method, "imagenet", seed, 16, [s],
+                    train = add(_job(setting, "xd_train", method, "imagenet", seed, k16, [s],
                                      opts, job_env))
                     phase = "xd_test" if setting == "xd" else "dg_test"
                     for d in names:
-                        add(_job(setting, phase, method, d, seed, 16, [d, s], opts, job_env,
+                        add(_job(setting, phase, method, d, seed, k16, [d, s], opts, job_env,
                                  (train,)))
                 elif setting == "fewshot":
                     for d in names:
