@@ -380,7 +380,7 @@ def mean_or_none(values: Iterable[float]) -> float | None:
 
 
 def harmonic_mean(base: float, new: float) -> float:
-    """H = 2BN / (B + N) (published-numbers.md §1)."""
+    """H = 2BN / (B + N): the harmonic mean of the seed-averaged Base and New accuracies."""
     return 2 * base * new / (base + new) if base + new > 0 else 0.0
 
 

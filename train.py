@@ -7,7 +7,7 @@
 
 Differences from upstream, all fixes: ``--seed 0`` seeds with 0 (upstream ignores it); a
 mistyped config key fails with the closest valid keys; the training config is merged in the
-order of dassl-api.md §3.3.
+order given in docs/engine.md#configuration.
 """
 from __future__ import annotations
 

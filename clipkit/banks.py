@@ -1,4 +1,4 @@
-"""Frozen class-feature banks, computed once per class set (methods.md §1.4, §1.7).
+"""Frozen class-feature banks, computed once per class set (docs/methods/README.md).
 
 Why: KgCoOp, PromptSRC and DiSa regularise towards hand-crafted-prompt features of the frozen
 CLIP. Those depend only on the class names, the templates and the backbone, so they are computed

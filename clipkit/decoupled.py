@@ -1,4 +1,4 @@
-"""Decoupled attention on the stock CLIP blocks (DPL, methods.md §10.2-§10.3).
+"""Decoupled attention on the stock CLIP blocks (DPL; docs/methods/dpl.md).
 
 Standard attention over ``[X; P]`` (instances X: text tokens or CLS + patches; prompts P) splits
 into four sub-processes by query and key group::
@@ -8,12 +8,12 @@ into four sub-processes by query and key group::
     query X      I->P       I->I        (instance rows: :func:`instance_attention`)
 
 For an instance row ``a`` the joint softmax is exactly
-``(1 - λ_a) A_{a→X} + λ_a A_{a→P}`` with ``λ_a = Z_P(a) / (Z_P(a) + Z_X(a))`` (§10.2).
+``(1 - λ_a) A_{a→X} + λ_a A_{a→P}`` with ``λ_a = Z_P(a) / (Z_P(a) + Z_X(a))``.
 DPL-R keeps I->I exact (the frozen attention: causal for text, full for vision) and replaces the
 data-dependent ``λ_a`` by a learned gate: ``A_{a→X} + tanh(g) · A_{a→P}`` (``i2p="gated"``);
 ``i2p="joint"`` is the ordinary softmax over ``[X; P]``. Prompt rows attend to ``[X_valid; P]``
 (``p2i``/``p2p``); in the text tower ``X_valid`` stops at each sequence's EOT, which keeps the
-§1.4 truncation exact.
+text-tower truncation exact.
 
 Everything runs on the stock block's own frozen modules (``ln_1``, ``attn.in_proj_*``,
 ``attn.out_proj``, ``ln_2``, ``mlp``): nothing is copied. Prompts carry no positional embedding.
@@ -47,7 +47,7 @@ def check_choice(key: str, value: str, prefix: str = "") -> None:
 
 @dataclass(frozen=True)
 class DecoupledAttention:
-    """Which sub-processes run and how (methods.md §10.3 keys ``I2P``, ``P2I``, ``P2P``).
+    """Which sub-processes run and how (docs/methods/dpl.md keys ``I2P``, ``P2I``, ``P2P``).
 
     ``p2i="causal"`` lets text prompt rows see only the tokens before the prompt slot (SOT),
     which removes the language conditioning; vision has no token order, so there it acts as
@@ -91,7 +91,7 @@ def restricted_attention(q: Tensor, k: Tensor, v: Tensor,
     """The read-out ``A_{a→S}`` and log partition sum ``log Z_S(a)`` over one key set S.
 
     Explicit (not fused) softmax: the reference the fused paths are tested against, and the
-    quantities of the §10.2 identity. ``mask`` (bool, True = attend) broadcasts to the scores.
+    quantities of the identity above. ``mask`` (bool, True = attend) broadcasts to the scores.
     """
     scores = (q.float() @ k.float().transpose(-2, -1)) / q.shape[-1] ** 0.5
     if mask is not None:
@@ -259,7 +259,7 @@ def encode_text_decoupled(tower: TextTower, tokens: Tensor, prompts: DecoupledPr
     their own positions, prompts join every layer (no positional embedding).
 
     Truncation to the longest EOT is exact: X rows are causal, prompt rows never see keys after
-    their own sequence's EOT (methods.md §1.4).
+    their own sequence's EOT (text-tower truncation stays exact).
     """
     eot = tokens.argmax(dim=-1)
     if truncate:

@@ -1,4 +1,4 @@
-"""Deep (multi-layer) text and vision prompts: IVLP, PromptSRC, DiSa, VPT and MaPLe (methods.md §6-§8).
+"""Deep (multi-layer) text and vision prompts: IVLP, PromptSRC, DiSa, VPT and MaPLe (docs/methods/).
 
 Why one module: these methods differ only in where their per-layer prompts come from. Each
 learner here is a :class:`~clipkit.prompts.PromptContext` (layer-0 text context ``ctx`` and the
@@ -130,7 +130,7 @@ class DeepTextPromptContext(PromptContext):
 
 
 def text_init(text: TextTower, spec: DeepPromptSpec) -> ContextInit:
-    """Layer-0 context per the ``first_n`` policy (methods.md §1.2): phrase only if n <= 4."""
+    """Layer-0 context, ``first_n`` policy (docs/methods/README.md): phrase only if n <= 4."""
     return init_context(text.embed, text.width, spec.text_tokens, spec.ctx_init, policy="first_n")
 
 
@@ -157,7 +157,7 @@ class VLPromptLearner(DeepTextPromptContext):
 
 
 class MultiModalPromptLearner(DeepTextPromptContext):
-    """MaPLe's coupled prompts: ``P_v^0 = proj(ctx)``, ``P_v^i = F_i(P_t^i)`` (methods.md §6).
+    """Coupled prompts: ``P_v^0 = proj(ctx)``, ``P_v^i = F_i(P_t^i)`` (docs/methods/maple.md).
 
     ``compound_prompt_projections`` are deep copies of ONE freshly initialised Linear, so they
     start identical (as upstream). Both towers share the depth J.

@@ -8,8 +8,8 @@ place where every method's prompts enter CLIP:
 * text: prompt embeddings come in as the input sequence (CoOp-style context, layer 0); deep
   prompts overwrite positions ``1 .. 1+n`` before layers ``1 .. J-1`` (MaPLe / IVLP / PromptSRC /
   DiSa);
-* vision: prompts are appended after the positional embedding (``"append"``, MaPLe family) or
-  inserted after ``ln_pre`` between CLS and the patches (``"after_cls"``, DAPT/VPT); deep prompts
+* vision: prompts are appended after the positional embedding (``"append"``, MaPLe family and VPT) or
+  inserted after ``ln_pre`` between CLS and the patches (``"after_cls"``, DAPT); deep prompts
   overwrite the same slots before later layers.
 
 Two exact speed-ups live here as well:
@@ -17,7 +17,7 @@ Two exact speed-ups live here as well:
 * attention runs through :func:`torch.nn.functional.scaled_dot_product_attention` with
   ``is_causal`` for text (no 77x77 additive mask), batch-first;
 * the text tower runs only up to the longest EOT position of the batch. Attention is causal and
-  the feature is read at EOT, so positions after it cannot change the result (methods.md §1.4).
+  the feature is read at EOT, so later positions cannot change it (docs/methods/README.md).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Gaussian prompt aggregation (GPA, PromptSRC; methods.md §8), engine-independent.
+"""Gaussian prompt aggregation (GPA, PromptSRC; docs/methods/promptsrc.md), engine-independent.
 
 Why: PromptSRC's final prompts are a Gaussian-weighted average of the prompts at the end of each
 epoch, which smooths the last epochs' noise without a validation set. The running sum is state

@@ -1,9 +1,9 @@
-"""Loss terms of the prompt-learning methods, as plain functions on tensors (methods.md §5, §8, §11).
+"""Loss terms of the prompt-learning methods, as plain functions on tensors (docs/methods/).
 
 Why one module: the same few terms (cross-entropy, a consistency L1, a KL between two
 softmaxes, a cosine "stay close to the frozen features" penalty) recur across KgCoOp,
 PromptSRC and DiSa, each with a specific normalisation that decides the published numbers. Each
-is written once here, computed in fp32 whatever the activation dtype (methods.md §1.5), and
+is written once here, computed in fp32 whatever the activation dtype (docs/methods/README.md), and
 tested against its formula on hand-built tensors.
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def self_consistency_terms(
     logits: Tensor, frozen_logits: Tensor, text_weight: float, image_weight: float,
     logits_weight: float = 1.0,
 ) -> dict[str, Tensor]:
-    """PromptSRC's weighted L_SCL terms (methods.md §8); their sum is L_SCL.
+    """PromptSRC's weighted L_SCL terms (docs/methods/promptsrc.md); their sum is L_SCL.
 
     ``text``/``image`` are the prompted normalised features, ``frozen_*`` the frozen-CLIP ones
     (the text bank normalised at use); ``frozen_logits`` are the zero-shot logits. Keys:
@@ -85,7 +85,7 @@ def total(terms: dict[str, Tensor]) -> Tensor:
 
 
 def intra_dispersion(image: Tensor, prototypes: Tensor) -> Tensor:
-    """DAPT's ``L_intra = (1/(B·E)) Σ_b ‖ẑ_b − s_{y_b}‖²`` (methods.md §9): element-wise MSE
+    """DAPT's ``L_intra = (1/(B·E)) Σ_b ‖ẑ_b − s_{y_b}‖²`` (docs/methods/dapt.md): element-wise MSE
     between prompted image features and the prototypes of their labels (so a per-sample
     squared distance would need ``VIS_BETA / E``)."""
     return F.mse_loss(image.float(), prototypes.float())
@@ -93,7 +93,7 @@ def intra_dispersion(image: Tensor, prototypes: Tensor) -> Tensor:
 
 def inter_dispersion(text: Tensor, t: float) -> Tensor:
     """DAPT's ``L_inter = (2/(C(C−1))) Σ_{i<j} exp(−t ‖ŵ_i − ŵ_j‖²)`` over class text features
-    (methods.md §9; no log). Squared distances come from the Gram matrix (no ``sqrt``, so no NaN
+    (no log). Squared distances come from the Gram matrix (no ``sqrt``, so no NaN
     gradient for equal rows); with fewer than two classes there is no pair and the term is 0.
     """
     w = text.float()
@@ -105,7 +105,7 @@ def inter_dispersion(text: Tensor, t: float) -> Tensor:
     return torch.exp(-t * sq_dist[i, j]).mean()
 
 
-# -------------------------------------------------------------------- DiSa (methods.md §11)
+# -------------------------------------------------------------------- DiSa (docs/methods/disa.md)
 KLDirection = Literal["forward", "reverse", "symmetric"]
 DirForm = Literal["cosine", "proto_ce", "displacement", "l2"]
 KL_DIRECTIONS: tuple[str, ...] = ("forward", "reverse", "symmetric")

@@ -1,4 +1,4 @@
-"""Precision and device policy, decided once per run (methods.md §1.5, dassl-api.md §14 #12-13).
+"""Precision and device policy, decided once per run (docs/methods/README.md#precision).
 
 Nothing else in the toolkit calls ``.half()`` or ``.cuda()``: trainers ask this module to prepare
 CLIP's weights and to open the autocast context, and keep learnable tensors in fp32, casting them

@@ -6,7 +6,7 @@ token embeddings before it (``token_prefix``: SOT) and after it (``token_suffix`
 init phrase, the class name, ".", EOT). The fixed buffers depend on the class names, so they are
 *non-persistent*: they never reach a checkpoint, and :meth:`PromptContext.set_classnames` rebuilds
 them for new classes (base -> new, cross-dataset). They are stored already truncated to the
-longest EOT position (methods.md §1.4), which saves memory and text-tower compute.
+longest EOT position (docs/methods/README.md), which saves memory and text-tower compute.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class ContextInit:
 def init_context(embed: Embedder, width: int, n_ctx: int, ctx_init: str = "",
                  policy: InitPolicy = "words", n_cls: Optional[int] = None,
                  std: float = 0.02) -> ContextInit:
-    """Initialise learnable context as in the methods' reference code (methods.md §1.2).
+    """Initialise learnable context as the methods' reference code does (docs/methods/README.md).
 
     ``policy="words"`` (CoOp/CoCoOp/KgCoOp): a non-empty phrase sets ``n_ctx`` to its word count.
     ``policy="first_n"`` (MaPLe/IVLP/PromptSRC/DiSa): the phrase is used only when

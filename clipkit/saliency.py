@@ -1,4 +1,4 @@
-"""Saliency-aware patch masking (DiSa, methods.md §11) and pictures of it.
+"""Saliency-aware patch masking (DiSa, docs/methods/disa.md) and pictures of it.
 
 Why a module: DiSa greys out the least text-relevant patches of an image before a second pass
 through the prompted image encoder. Scoring patches, choosing them and painting them are plain

@@ -1,4 +1,4 @@
-"""Hand-crafted prompt templates and frozen text banks (methods.md §1.7).
+"""Hand-crafted prompt templates and frozen text banks (docs/methods/README.md).
 
 The tables are data; :func:`text_bank` is the one function that turns templates and class names
 into frozen class features, with the two averaging conventions the methods use:

@@ -2,7 +2,7 @@
 
 Why templates: the eleven upstream training readers repeat the same 40-line constructor
 (paths, split file or rebuild, few-shot cache, base/new subsampling); here it is written once
-(dassl-api.md §10.10) and each reader declares its folders and, where the split JSON may be
+(docs/engine.md) and each reader declares its folders and, where the split JSON may be
 absent, how to build the split from the raw annotations.
 
 The helpers are also exposed as static methods under their upstream names
@@ -125,7 +125,7 @@ class CoOpDataset(DatasetBase):
     def few_shot(
         self, train: List[Datum], val: Optional[List[Datum]], num_shots: int, seed: int
     ) -> Tuple[List[Datum], Optional[List[Datum]]]:
-        """K-shot train and ``min(K, 4)``-shot val, through the few-shot cache (§10.9)."""
+        """K-shot train and ``min(K, 4)``-shot val, through the few-shot cache (docs/engine.md)."""
         if num_shots < 1:
             print(f"NUM_SHOTS is {num_shots} (< 1): the whole training set is used "
                   f"({len(train)} images)")
@@ -155,7 +155,7 @@ class ImageNetVariant(DatasetBase):
     ``train_x = test =`` every image; no val, no caches; ``NUM_SHOTS`` and
     ``SUBSAMPLE_CLASSES`` are ignored. Class names come from the dataset folder's
     ``classnames.txt`` (a copy of ImageNet's). Labels follow :meth:`label_folders`.
-    File names are sorted (dassl-api.md §14 #7).
+    File names are sorted (upstream used the filesystem's order).
     """
 
     dataset_dir = ""

@@ -198,7 +198,7 @@ def _save_cached(json_path: str, data: DatumLists, base_dir: str, message: str) 
 
 
 class FewShotCache:
-    """``split_fewshot/shot_<K>-seed_<S>.{pkl,json}`` (dassl-api.md §10.9, §14 #6).
+    """``split_fewshot/shot_<K>-seed_<S>.{pkl,json}`` (docs/engine.md#few-shot-sampling-and-caches).
 
     Why: few-shot subsets are drawn once per (K, seed) and reused by base and new runs of that
     seed. A real Dassl's ``.pkl`` is preferred when present (same images as a Dassl run); our

@@ -6,7 +6,7 @@ Why one module: upstream copies these helpers into every dataset file (``OxfordP
 layout. The on-disk caches live in :mod:`datasets.cache`, the reader templates in
 :mod:`datasets.base`.
 
-Behaviour, printed lines and the RNG order follow dassl-api.md §10.10 (``random`` is consumed
+Behaviour, printed lines and the RNG order follow Dassl's (docs/engine.md; ``random`` is consumed
 exactly as upstream), so a split rebuilt from the raw annotations with the same seed is the same
 as Dassl's — except that folder listings are sorted (upstream uses filesystem order, which is
 not reproducible across machines).
@@ -196,7 +196,7 @@ def check_images_exist(items: Iterable[Datum], source: str, image_dir: str, data
 
 
 # ---------------------------------------------------------------------------------------------
-# Split files (dassl-api.md §10.10)
+# Split files (docs/engine.md#dataset-readers-and-splits)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -409,7 +409,7 @@ def subsample_classes(*datasets: Sequence[Datum], subsample: str = "all"):
 
     The class set is the sorted labels of the **first** list (train). ``"all"`` returns the
     inputs unchanged; otherwise prints ``SUBSAMPLE <BASE|NEW> CLASSES!`` and returns a list of
-    new lists of fresh ``Datum``s (domain 0), in input order (dassl-api.md §10.10).
+    new lists of fresh ``Datum``s (domain 0), in input order (as Dassl does).
     """
     if subsample not in SUBSAMPLE_CHOICES:
         raise ValueError(

@@ -45,12 +45,12 @@ FEW_SHOTS = (1, 2, 4, 8, 16)
 
 def _base2new_everywhere(cfg: str, **published: object) -> dict:
     """A method's rows where only ``published`` settings have their own config; the others use
-    the base-to-novel config (methods.md §12: mark those results as the toolkit's own runs)."""
+    the base-to-novel config (docs/methods/README.md: those results are the toolkit's own runs)."""
     return {"base2new": cfg, "xd": cfg, "few_shot": {s: cfg for s in FEW_SHOTS}, **published}
 
 
-# PromptSRC's few-shot GPA (45, 5) group; the config holds the (30, 30) group (methods.md §8).
-# DiSa mirrors it (§11.2); its GPA keys are floats, so the values carry a decimal point.
+# PromptSRC's few-shot GPA (45, 5) group; its config holds (30, 30) (docs/methods/promptsrc.md).
+# DiSa mirrors it (docs/methods/disa.md); its GPA keys are floats, so values carry a decimal point.
 _GPA_GROUP_B = ("stanford_cars", "oxford_flowers", "fgvc_aircraft", "dtd", "eurosat")
 
 
@@ -68,8 +68,8 @@ def _dapt(lr: str, vis_beta: str, txt_beta: str) -> list[str]:
     return ["OPTIM.LR", lr, "TRAINER.DAPT.VIS_BETA", vis_beta, "TRAINER.DAPT.TXT_BETA", txt_beta]
 
 
-# DAPT's published per-dataset LR, beta_v and beta_t, the same for every shot count (methods.md
-# §12; upstream kept them in its dataset YAMLs, which here stay DATASET.NAME-only).
+# DAPT's published per-dataset LR, beta_v and beta_t, the same for every shot count
+# (docs/methods/dapt.md; upstream kept them in its dataset YAMLs, here DATASET.NAME-only).
 DAPT_PER_DATASET = {
     "imagenet": _dapt("2.0", "0.01", "0.01"), "caltech101": _dapt("0.2", "10.0", "0.01"),
     "oxford_pets": _dapt("0.02", "10.0", "0.1"), "stanford_cars": _dapt("0.002", "100.0", "0.1"),
@@ -99,7 +99,7 @@ METHODS: dict[str, dict] = {
         "vit_b16_c2_ep20_batch4_4+4ctx", xd="vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
         few_shot={s: "vit_b16_c2_ep50_batch4_4+4ctx_few_shot" for s in FEW_SHOTS},
         few_shot_opts=_gpa_group_b("PROMPTSRC", "45", "5")),
-    # DiSa's published-setting configs are the toolkit's reconstruction (methods.md §11.2).
+    # DiSa's published-setting configs are the toolkit's reconstruction (docs/methods/disa.md).
     "DiSa": _base2new_everywhere(
         "vit_b16_c2_ep20_batch4_4+4ctx", xd="vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
         few_shot={s: "vit_b16_c2_ep50_batch4_4+4ctx_few_shot" for s in FEW_SHOTS},

@@ -52,7 +52,7 @@ Key = tuple[str, str, str, int, str]  # (method, setting, dataset, shots, metric
 
 
 class PublishedError(ValueError):
-    """A malformed row of the published-numbers file; the message names the line."""
+    """A malformed row of ``published_numbers.csv``; the message names the line."""
 
 
 @dataclass(frozen=True)

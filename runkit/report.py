@@ -7,7 +7,7 @@ cell, machine-readable), ``<setting>.tex`` (a LaTeX ``tabular``) and PNG figures
 (``<setting>_<dataset>.png``: Base/New/HM bars per method for base-to-novel, accuracy against
 shots per method for few-shot, as in the CoOp paper, published numbers dashed).
 
-How each cell is computed (the papers' computations, published-numbers notes §1):
+How each cell is computed (the papers' computations):
 
 * A job's accuracy is read from its ``log.txt`` with ``parse_test_res.py``'s own reader: the
   ``* accuracy: X%`` line of the result block after ``Finish training`` for a training job

@@ -1,4 +1,4 @@
-"""Exactness of the prompt-injection loop (methods.md §1.3-§1.4) on a tiny random CLIP."""
+"""Exactness of the prompt-injection loop (docs/methods/README.md) on a tiny random CLIP."""
 from __future__ import annotations
 
 import pytest

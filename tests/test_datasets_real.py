@@ -17,7 +17,7 @@ from datasets.synthetic import dataset_folder
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-# registry name: (train, val, test, classes, base test, new test, label-0 name)  (datasets.md §2)
+# registry name: (train, val, test, classes, base test, new test, label-0 name)  (docs/data.md)
 SPLIT_FACTS = {
     "Caltech101": (4128, 1649, 2465, 100, 1549, 916, "face"),
     "DescribableTextures": (2820, 1128, 1692, 47, 864, 828, "banded"),
@@ -27,7 +27,7 @@ SPLIT_FACTS = {
     "StanfordCars": (6509, 1635, 8041, 196, 4002, 4039, "2000 AM General Hummer SUV"),
     "UCF101": (7639, 1898, 3783, 101, 1934, 1849, "Apply_Eye_Makeup"),
 }
-# Base/new train/val sizes given per dataset in datasets.md §3.
+# Base/new train/val sizes per dataset (also listed in docs/data.md).
 BASE_NEW_TRAIN_VAL = {
     "Caltech101": ((2594, 1036), (1534, 613)),
     "OxfordPets": ((1508, 377), (1436, 359)),

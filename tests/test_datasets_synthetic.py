@@ -12,7 +12,7 @@ from datasets.synthetic import make_dataset, resolve_name
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Files and folders datasets.md lists for each layout (one example of each kind).
+# Files and folders DATASETS.md lists for each layout (one example of each kind).
 LAYOUT = {
     "ImageNet": "imagenet/classnames.txt imagenet/images/train/n01440764 "
                 "imagenet/images/val/n01440764",

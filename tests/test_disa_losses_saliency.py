@@ -1,5 +1,5 @@
 """DiSa's loss terms (L_CIR, L_DiR forms) and saliency-aware masking against their formulas, on
-hand-built tensors (methods.md §11.2); the trainer that uses them is in test_disa_trainer.py."""
+hand-built tensors (docs/methods/disa.md); the trainer that uses them is in test_disa_trainer.py."""
 from __future__ import annotations
 
 

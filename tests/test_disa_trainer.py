@@ -1,4 +1,4 @@
-"""The DiSa trainer (methods.md §11.2) on a tiny random CLIP: equivalence with PromptSRC, the
+"""The DiSa trainer (docs/methods/disa.md) on a tiny random CLIP: equivalence with PromptSRC, the
 masked branch against an independent computation, what runs per step, what trains, every
 ``TRAINER.DISA`` knob and the ablation ladder, and the class prototypes' life cycle (computed
 once from the frozen encoder when training starts; never saved, never in evaluation-only runs).

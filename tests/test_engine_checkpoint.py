@@ -1,4 +1,4 @@
-"""Checkpoint save/load/resume (§6), atomic writes and weight-loading helpers (§8)."""
+"""Checkpoint save/load/resume, atomic writes and weight-loading helpers (docs/engine.md)."""
 import os
 from collections import OrderedDict
 

@@ -1,4 +1,4 @@
-"""Engine config defaults (§3.1), clean_cfg (§3.2) and the yacs behaviour we rely on (§3.4)."""
+"""Engine config defaults, clean_cfg and the yacs behaviour we rely on (docs/engine.md)."""
 import pytest
 from yacs.config import CfgNode
 

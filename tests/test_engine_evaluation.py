@@ -1,4 +1,4 @@
-"""Evaluator numbers and printed blocks (§9, §5.2), native macro-F1 and confusion matrix."""
+"""Evaluator numbers and printed blocks (docs/engine.md), native macro-F1, confusion matrix."""
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Optimizer factory and the per-epoch LR schedule of §7 (values from the §7.4 table)."""
+"""Optimizer factory and the per-epoch LR schedule (values: docs/engine.md table)."""
 import io
 import math
 

@@ -1,4 +1,4 @@
-"""TrainerX lifecycle on a tiny fake trainer: log lines, checkpoints and exact resume (§4-6)."""
+"""TrainerX lifecycle on a tiny fake trainer: log lines, checkpoints and exact resume."""
 import importlib.util
 import os
 import re

@@ -213,7 +213,7 @@ def test_published_hm_and_averages_are_consistent():
 
 
 def test_published_average_hm_is_not_the_mean_of_hms():
-    """The published-numbers notes' example: CoOp's mean per-dataset H is 70.83, its H̄ 71.66."""
+    """The papers' convention, e.g. CoOp's mean per-dataset H is 70.83, its H̄ 71.66."""
     numbers = pub.published_values()
     hms = [numbers[("CoOp", "base2new", d, 16, "hm")] for d in pub.B2N_DATASETS]
     assert f"{np.mean(hms):.2f}" == "70.83"

@@ -1,4 +1,4 @@
-"""DAPT (methods.md §9): dispersion losses against their formulas, gradient routing, class
+"""DAPT (docs/methods/dapt.md): dispersion losses against their formulas, gradient routing, class
 prototypes (frozen encoder, current labels, cache) and what trains, with the tiny random CLIP
 (the scripts run end to end in test_trainers_dapt_dpl_e2e.py)."""
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""DPL (methods.md §10): decoupled attention vs. the stock CLIP blocks and nn.MultiheadAttention,
-the §10.2 identity, zero-shot equivalence at zero gates, §1.4 truncation and what trains, on
+"""DPL: decoupled attention vs. the stock CLIP blocks and nn.MultiheadAttention,
+the decoupling identity, zero-shot equivalence at zero gates, text truncation and what trains, on
 tiny random CLIPs (the scripts run end to end in test_trainers_dapt_dpl_e2e.py)."""
 from __future__ import annotations
 

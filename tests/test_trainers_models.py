@@ -148,7 +148,7 @@ def test_maple_depth_must_fit_the_towers(tiny):
             standalone("MaPLe", tiny, "TRAINER.MAPLE.PROMPT_DEPTH", depth)
 
 
-# ---------------------------------------------------------------- parameter counts (methods.md §1.6)
+# ------------------------------------------------------ parameter counts (docs/methods/README.md)
 PUBLISHED_COUNTS = [
     ("CoCoOp", "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml", 35_360),
     ("KgCoOp", "KgCoOp/vit_b16_ep100_ctxv1.yaml", 2_048),

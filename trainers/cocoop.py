@@ -1,8 +1,8 @@
-"""CoCoOp: CoOp's context shifted per image by a small meta-network (methods.md §4).
+"""CoCoOp: CoOp's context shifted per image by a small meta-network (docs/methods/cocoop.md).
 
 Every image gets its own class prompts, so the text tower runs on B·C sequences per batch, at
 training and at test time (class features cannot be cached). They are encoded in one batched
-pass (chunked over images to bound memory), truncated to the longest class prompt (§1.4).
+pass (chunked over images to bound memory), truncated to the longest class prompt (exact).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 ``extend_cfg`` adds them (and ``DATASET.SUBSAMPLE_CLASSES``) to the engine defaults before any
 YAML is merged, because yacs rejects keys that do not exist yet. The node name is the trainer's
-registry name upper-cased (``clean_cfg`` relies on it). Defaults follow methods.md; float
+registry name upper-cased (``clean_cfg`` relies on it). Documented in docs/methods/; float
 options have float defaults so that YAML values type-check (write ``8.0``, not ``8``).
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ TRAINER_KEYS: dict[str, dict[str, Any]] = {
 
 
 def extend_cfg(cfg: CN) -> None:
-    """Add the toolkit's keys to an engine default config (dassl-api.md §3.2)."""
+    """Add the toolkit's keys to an engine default config (docs/engine.md#configuration)."""
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
     for node, keys in TRAINER_KEYS.items():
         cfg.TRAINER[node] = CN(dict(keys))

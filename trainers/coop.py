@@ -1,4 +1,4 @@
-"""CoOp (Zhou et al., IJCV 2022): learnable text context, frozen image encoder (methods.md §3)."""
+"""CoOp (Zhou et al., IJCV 2022): learned text context, frozen image tower; docs/methods/coop.md."""
 from __future__ import annotations
 
 import torch.nn.functional as F

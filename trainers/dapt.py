@@ -1,4 +1,4 @@
-"""DAPT: Distribution-Aware Prompt Tuning (Cho et al., ICCV 2023), methods.md §9.
+"""DAPT: Distribution-Aware Prompt Tuning (Cho et al., ICCV 2023); docs/methods/dapt.md.
 
 A CoOp text context and VPT-style visual prompts (after ``ln_pre``, between CLS and the
 patches), trained with cross-entropy plus two dispersion terms: ``L_inter`` spreads the class
@@ -86,7 +86,7 @@ class DAPTCLIP(PromptedCLIP):
 
 @TRAINER_REGISTRY.register()
 class DAPT(PromptTrainer):
-    """``L = CE + VIS_BETA · L_intra + TXT_BETA · L_inter`` (methods.md §9)."""
+    """``L = CE + VIS_BETA · L_intra + TXT_BETA · L_inter`` (docs/methods/dapt.md)."""
 
     CFG_NODE = "DAPT"
     prototypes: Optional[Tensor] = None  # (C, E) fp32; set when training starts

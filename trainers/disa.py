@@ -1,6 +1,6 @@
-"""DiSa: Directional Saliency-Aware prompt learning (Alipour Talemi et al., KDD 2025), §11.
+"""DiSa: Directional Saliency-Aware prompt learning (Alipour Talemi et al., KDD 2025).
 
-No official code is public; methods.md §11.2 is the toolkit's reconstruction on PromptSRC's code
+No official code is public: docs/methods/disa.md documents the reconstruction on PromptSRC's code
 base, and every choice in it is a ``TRAINER.DISA.*`` key (:class:`DiSaSettings`). On IVLP deep
 prompts (4+4 tokens, depth 9) one training step is
 
@@ -44,7 +44,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 _OFF = {"sr": [f"{_KEY}SR_MODE", "none"], "cir": [f"{_KEY}CIR_WEIGHT", "0.0"],
         "dir": [f"{_KEY}DIR_WEIGHT", "0.0"]}
-# The suggested ablation ladder (methods.md §11.2) as KEY VALUE options on any DiSa config; each
+# The ablation ladder (docs/methods/disa.md) as KEY VALUE options on any DiSa config; each
 # rung adds one element ("ivlp" is IVLP trained with cross-entropy only, "+sr" is PromptSRC and
 # "+dir" is DiSa; "+dir_l2" is the proximity baseline for the directional term).
 ABLATION_LADDER: dict[str, list[str]] = {
@@ -156,7 +156,7 @@ class DiSa(PromptSRC):
 
     # -- one training step -----------------------------------------------------------------------
     def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """The four named terms of methods.md §11.2 on one batch; ``loss_summary`` reports each."""
+        """The four loss terms of one batch (docs/methods/disa.md); ``loss_summary`` has each."""
         s = self.settings
         feats = self.batch_features(images, tokens=s.mask_saliency == "prompted",
                                     frozen_tokens=s.mask_saliency == "frozen",

@@ -1,6 +1,6 @@
 """DPL: Decoupled Prompt Learning (Xu et al., arXiv 2308.10061), reconstructed as DPL-R.
 
-No official code or equations are public; methods.md §10.3 is the toolkit's reconstruction and
+No official code or equations are public; docs/methods/dpl.md gives the toolkit's reconstruction:
 every choice in it is a ``TRAINER.DPL.*`` key. In both towers the instances (the hand-crafted
 sentence ``TEXT_TEMPLATE`` / CLS + patches) keep CLIP's frozen attention among themselves; m
 prompt tokens per tower join every layer through decoupled attention (:mod:`clipkit.decoupled`):
@@ -164,7 +164,7 @@ class DPL(PromptTrainer):
         return DPLCLIP(clip_model, classnames, settings)
 
     def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """Cross-entropy (no auxiliary term, methods.md §10.1) plus the gate diagnostic."""
+        """Cross-entropy (the paper states no auxiliary term) plus the gate diagnostic."""
         loss, summary = super().compute_loss(images, labels)
         summary["gate"] = self.model.prompt_learner.gate_magnitude()
         return loss, summary

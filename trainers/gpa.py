@@ -1,4 +1,4 @@
-"""Gaussian prompt aggregation for any prompt trainer (PromptSRC, DiSa; methods.md §8).
+"""Gaussian prompt aggregation for any prompt trainer (PromptSRC, DiSa; docs/methods/promptsrc.md).
 
 :class:`GPAMixin` adds, to a :class:`~trainers.base.PromptTrainer` subclass, the three things
 GPA needs from the engine:

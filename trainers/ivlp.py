@@ -1,4 +1,4 @@
-"""IVLP: independent deep text and visual prompts on a frozen CLIP (methods.md §7).
+"""IVLP: independent deep text and visual prompts on a frozen CLIP (docs/methods/ivlp.md).
 
 Also the base of PromptSRC and VPT, which differ only in their losses or prompt depths.
 """

@@ -1,4 +1,4 @@
-"""KgCoOp: CoOp kept close to the hand-crafted prompt's frozen features (methods.md §5)."""
+"""KgCoOp: CoOp kept close to the hand-crafted prompt's frozen features (docs/methods/kgcoop.md)."""
 from __future__ import annotations
 
 from types import SimpleNamespace

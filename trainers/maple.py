@@ -1,4 +1,4 @@
-"""MaPLe: multi-modal prompts, visual prompts projected from the text prompts (methods.md §6)."""
+"""MaPLe: coupled multi-modal prompts, visual ones projected from text (docs/methods/maple.md)."""
 from __future__ import annotations
 
 from torch import nn

@@ -1,4 +1,4 @@
-"""PromptSRC: IVLP regularised towards the frozen CLIP, with Gaussian prompt aggregation (§8).
+"""PromptSRC: IVLP regularised towards the frozen CLIP, with Gaussian prompt aggregation.
 
 The frozen teachers come from the SAME CLIP with prompts off: the image features per batch
 and the IMAGENET60 raw-mean text bank, computed once per class set. :meth:`PromptSRC.batch_features`
@@ -84,7 +84,7 @@ class PromptSRC(GPAMixin, IVLP):
                                       image_weight, logits_weight)
 
     def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """Prompted logits vs. labels, plus the three self-consistency terms (methods.md §8)."""
+        """CE plus the three self-consistency terms (docs/methods/promptsrc.md)."""
         feats = self.batch_features(images)
         logits = self.model.logits(feats.image, feats.text)
         terms = {"loss_ce": cross_entropy(logits, labels), **self.self_consistency(

@@ -1,11 +1,11 @@
 """Class prototypes: per-class means of frozen CLIP image features over the training set.
 
 Why a module: DAPT pulls prompted image features towards them (unnormalised mean, one seeded
-training-augmented view per image, methods.md §9) and DiSa uses them as directions (normalised
-mean, test transform, §11). Both need the same things, written once here:
+training-augmented view per image, docs/methods/dapt.md) and DiSa as directions (normalised
+mean, test transform, docs/methods/disa.md). Both need the same things, written once here:
 
 * the prototypes of the **current** ``train_x`` labels (after base/new subsampling, which
-  relabels classes; upstream DAPT mixed the two, dassl-api.md §14 #20), from the **frozen**
+  relabels classes; upstream DAPT mixed the two), from the **frozen**
   image encoder (the same CLIP with prompts off);
 * a seeded, isolated random view: computing prototypes never changes the run's RNG streams, so
   training draws the same batches and augmentations whether or not they came from the cache;

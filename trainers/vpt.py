@@ -1,5 +1,5 @@
 """VPT (deep): learned visual prompts only; the text side is a fixed hand-crafted prompt
-``"<CTX_INIT> <class>."`` (methods.md §7, optional variant of the MaPLe paper's ablations)."""
+``"<CTX_INIT> <class>."`` (docs/methods/vpt.md; a variant from the MaPLe paper's ablations)."""
 from __future__ import annotations
 
 from clipkit.deep_prompts import DeepPromptSpec

@@ -1,4 +1,4 @@
-"""Zero-shot CLIP baselines (methods.md §2): hand-crafted prompts, nothing learned."""
+"""Zero-shot CLIP (docs/methods/zeroshotclip.md): hand-crafted prompts, nothing learned."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -56,7 +56,7 @@ class ZeroshotCLIP2(ZeroshotCLIP):
     def templates(self) -> Sequence[str]:
         custom = custom_template(self.cfg.DATASET.NAME)
         extra = [] if self.cfg.DATASET.NAME == "ImageNet" else [custom]
-        return list(SELECT7) + extra  # a new list per instance (dassl-api.md §14 #14)
+        return list(SELECT7) + extra  # a new list per instance (upstream's shared list grew)
 
     def report_templates(self, templates: Sequence[str]) -> None:
         print(f"Prompt ensembling (n={len(templates)})")

@@ -1,4 +1,4 @@
-"""Engine configuration defaults (Dassl's ``dassl.config.defaults``, §3.1).
+"""Engine configuration defaults (Dassl's ``dassl.config.defaults``; docs/engine.md#configuration).
 
 Every key a trainer or dataset may set must exist here (or be added by the toolkit's
 ``extend_cfg``): the node is not ``new_allowed``, so yacs rejects unknown keys on merge. Each

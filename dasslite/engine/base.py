@@ -1,6 +1,6 @@
 """``TrainerBase``: model registry, checkpoint save/resume/load and the hooked epoch loop.
 
-Mirrors ``dassl.engine.trainer.TrainerBase`` (§4.1-4.4, §6.3). A subclass registers one or more
+Mirrors ``dassl.engine.trainer.TrainerBase`` (docs/engine.md). A subclass registers one or more
 named (model, optimizer, scheduler) triples; every name becomes a checkpoint sub-folder.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ Names = Optional[Union[str, List[str]]]
 
 
 def _make_summary_writer(log_dir: str) -> Any:
-    """A TensorBoard ``SummaryWriter``, or None when tensorboard is not installed (§14 #11)."""
+    """A TensorBoard ``SummaryWriter``, or None when tensorboard is not installed."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -44,7 +44,7 @@ class TrainerBase:
     """Base class for iterative trainers: named models, checkpoints and the epoch loop.
 
     Why: every method shares the same bookkeeping (which modules are saved, which optimizers
-    are stepped, how training resumes), so subclasses only implement the hooks of §4.6.
+    are stepped, how training resumes), so subclasses only implement the hooks (docs/engine.md).
     """
 
     def __init__(self) -> None:

@@ -1,4 +1,4 @@
-"""``SimpleTrainer`` and ``TrainerX`` (Dassl's ``dassl.engine.trainer``, §4.2-4.5).
+"""``SimpleTrainer`` and ``TrainerX`` (Dassl's ``dassl.engine.trainer``; docs/engine.md).
 
 ``SimpleTrainer`` fixes the build order (data -> model -> evaluator), the train/test lifecycle
 and the console lines that ``parse_test_res.py`` and users rely on; ``TrainerX`` adds the epoch
@@ -107,7 +107,7 @@ class SimpleTrainer(TrainerBase):
         return best
 
     def _selects_on_test_set(self) -> bool:
-        """True when ``best_val`` model selection would silently use the test set (§14 #9)."""
+        """True when ``best_val`` model selection would silently use the test set (as in Dassl)."""
         best_val = self.cfg.TEST.FINAL_MODEL == "best_val" and not self.cfg.TEST.NO_TEST
         return best_val and getattr(self, "val_loader", None) is None
 
@@ -180,7 +180,7 @@ class TrainerX(SimpleTrainer):
     """A trainer over labelled data only (``train_loader_x``); the base of all prompt learners."""
 
     def run_epoch(self) -> None:
-        """One pass over ``train_loader_x``; ``forward_backward`` steps the scheduler (§4.4)."""
+        """One pass over ``train_loader_x``; ``forward_backward`` steps the scheduler per epoch."""
         self.set_model_mode("train")
         losses = MetricMeter()
         batch_time = AverageMeter()
@@ -211,7 +211,7 @@ class TrainerX(SimpleTrainer):
     def _batch_line(
         self, batch_time: AverageMeter, data_time: AverageMeter, losses: MetricMeter
     ) -> str:
-        """The §5.2 batch line, e.g. ``epoch [1/5] batch [20/76] time ... lr ... eta ...``."""
+        """The batch line, e.g. ``epoch [1/5] batch [20/76] time ... lr ... eta ...``."""
         info = [
             f"epoch [{self.epoch + 1}/{self.max_epoch}]",
             f"batch [{self.batch_idx + 1}/{self.num_batches}]",

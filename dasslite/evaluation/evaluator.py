@@ -1,4 +1,4 @@
-"""Classification evaluator (Dassl's ``dassl.evaluation.evaluator``, §9).
+"""Classification evaluator (Dassl's ``dassl.evaluation.evaluator``; docs/engine.md#evaluator).
 
 It prints the ``=> result`` block that ``parse_test_res.py`` parses, so its text is exact.
 """
@@ -68,7 +68,7 @@ class Classification(EvaluatorBase):
                 self._per_class_res[label].append(int(hit))
 
     def evaluate(self) -> "OrderedDict[str, float]":
-        """Print the result block (§5.2) and return accuracy, error_rate, macro_f1 (in %)."""
+        """Print the result block and return accuracy, error_rate, macro_f1 (in %)."""
         if self._total == 0:
             raise RuntimeError("Classification.evaluate() called with no samples; the loader "
                                "is empty or process() was never called")

@@ -1,4 +1,4 @@
-"""Macro-F1 and confusion matrix without scikit-learn (§9, §14 #11).
+"""Macro-F1 and confusion matrix without scikit-learn (docs/engine.md#evaluator).
 
 Both reproduce scikit-learn's numbers for the calls Dassl makes:
 ``f1_score(y_true, y_pred, average="macro", labels=unique(y_true))`` and

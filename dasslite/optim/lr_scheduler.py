@@ -1,4 +1,4 @@
-"""Per-epoch LR schedulers with warm-up (Dassl's ``dassl.optim.lr_scheduler``, §7.2-7.4).
+"""Per-epoch LR schedulers with warm-up (Dassl's ``dassl.optim.lr_scheduler``; docs/engine.md).
 
 The scheduler is stepped once at the end of each epoch. The warm-up wrappers run their own
 schedule for ``warmup_epoch`` epochs, then hand over to the wrapped ``successor``. Unlike
@@ -163,7 +163,7 @@ def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim_cfg: Any) -> LRSc
     """Build the per-epoch scheduler named by ``OPTIM.LR_SCHEDULER`` (plus optional warm-up).
 
     Why: every trainer gets the same schedule from the same keys, stepped once per epoch, so
-    the LR sequence matches Dassl's exactly (§7.4).
+    the LR sequence matches Dassl's exactly (docs/engine.md#optimisers-and-lr-schedules).
     """
     name = optim_cfg.LR_SCHEDULER
     if name not in AVAI_SCHEDS:

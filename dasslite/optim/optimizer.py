@@ -1,4 +1,4 @@
-"""Optimizer factory (Dassl's ``dassl.optim.optimizer``, §7.1)."""
+"""Optimizer factory (Dassl's ``dassl.optim.optimizer``; docs/engine.md)."""
 from __future__ import annotations
 
 import warnings

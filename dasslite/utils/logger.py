@@ -1,7 +1,7 @@
 """Tee ``print`` output to ``log.txt`` (Dassl's ``dassl.utils.logger``).
 
 ``parse_test_res.py`` reads the results from ``log.txt``, so everything printed to stdout must
-reach the file. Differences from upstream: ``close()`` never closes the real stdout (§14 #5), a
+reach the file. Differences from upstream: ``close()`` never closes the real stdout, a
 second ``setup_logger`` call does not chain loggers, and uncaught exception tracebacks are
 written to the log as well as to stderr.
 """

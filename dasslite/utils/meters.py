@@ -1,4 +1,4 @@
-"""Running averages for losses and timings, printed in the batch line (§5.2)."""
+"""Running averages for losses and timings, printed in the batch line (docs/engine.md)."""
 from __future__ import annotations
 
 from collections import defaultdict
