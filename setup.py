@@ -8,14 +8,17 @@ from setuptools import find_packages, setup
 
 setup(
     name="disa-toolkit",
-    version="0.1.0",
+    version="0.2.0",
     description="DiSa and baselines (CoOp, CoCoOp, KgCoOp, MaPLe, IVLP, PromptSRC, DAPT, DPL) "
     "for generalizable prompt learning on CLIP, with a Dassl-compatible engine",
     python_requires=">=3.9",
-    packages=find_packages(include=["dasslite", "dasslite.*", "clipkit", "clipkit.*",
-                                    "trainers", "trainers.*", "datasets", "datasets.*",
-                                    "runkit", "runkit.*"]),
-    py_modules=["dassl_api"],
+    # Only the namespaced package ``disakit`` is installed (never top-level ``trainers`` or
+    # ``datasets``, which would shadow other distributions such as Hugging Face ``datasets``).
+    # ``disakit/trainers``, ``disakit/datasets`` and ``disakit/configs`` are links to the
+    # repository's top-level folders, which keep the CoOp layout.
+    packages=find_packages(include=["disakit", "disakit.*"]),
+    package_data={"disakit": ["configs/*/*.yaml", "configs/*/*/*.yaml",
+                              "disakit/runkit/published_numbers.csv"]},
     include_package_data=True,
     install_requires=[
         "torch>=2.1",

@@ -45,10 +45,10 @@ if str(REPO_ROOT) not in sys.path:
 
 from PIL import Image  # noqa: E402
 
-from dassl_api import Datum  # noqa: E402
-from datasets import load_dataset  # noqa: E402
-from datasets.cache import PREPROCESSED_JSON, PREPROCESSED_PKL, load_dassl_pickle  # noqa: E402
-from datasets.synthetic_names import imagenet_table  # noqa: E402
+from disakit.dassl_api import Datum  # noqa: E402
+from disakit.datasets import load_dataset  # noqa: E402
+from disakit.datasets.cache import PREPROCESSED_JSON, PREPROCESSED_PKL, load_dassl_pickle  # noqa: E402
+from disakit.datasets.synthetic_names import imagenet_table  # noqa: E402
 
 NUM_CLASSES = 1000
 LINKS_PER_SOURCE = 50_000

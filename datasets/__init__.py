@@ -63,7 +63,7 @@ def load_dataset(name: str, root, *, num_shots: int = -1, seed: int = -1,
     ``DATASET.ROOT/NAME/NUM_SHOTS/SUBSAMPLE_CLASSES`` and ``SEED`` on the engine defaults and
     calls the registry's builder, exactly as ``train.py`` does.
     """
-    from dassl_api import build_dataset, get_cfg_default
+    from disakit.dassl_api import build_dataset, get_cfg_default
 
     cfg = get_cfg_default()
     cfg.DATASET.ROOT = str(root)

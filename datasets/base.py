@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Optional, Tuple
 
-from dassl_api import DatasetBase, Datum, mkdir_if_missing
+from disakit.dassl_api import DatasetBase, Datum, mkdir_if_missing
 
 from . import common
 from .cache import FewShotCache

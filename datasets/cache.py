@@ -25,7 +25,7 @@ import os
 import pickle
 from typing import Callable, Dict, List, Optional, Sequence
 
-from dassl_api import Datum
+from disakit.dassl_api import Datum
 
 from .common import bulk_build, make_datum
 
@@ -44,7 +44,8 @@ DatumLists = Dict[str, List[Datum]]
 
 _DATUM_CLASS_PATHS = {
     ("dassl.data.datasets.base_dataset", "Datum"),
-    ("dasslite.data.datasets.base_dataset", "Datum"),
+    ("disakit.dasslite.data.datasets.base_dataset", "Datum"),
+    ("dasslite.data.datasets.base_dataset", "Datum"),  # written before the disakit package
 }
 # Protocols 0/1 rebuild objects through copyreg (Python-2 names when written with
 # fix_imports); nothing else is needed for a dict of lists of Datums (dicts, lists, str and int

@@ -1,8 +1,8 @@
 """Caltech101: ``caltech-101/101_ObjectCategories/<category>/image_NNNN.jpg``."""
 from __future__ import annotations
 
-from dassl_api import DATASET_REGISTRY
 
+from disakit.bundle import bundled_dataset
 from .base import CoOpDataset
 from .common import Split, read_and_split_data
 
@@ -15,7 +15,7 @@ NEW_CNAMES = {
 }
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class Caltech101(CoOpDataset):
     """100 object classes (the background and duplicate-face folders are ignored).
 

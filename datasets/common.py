@@ -21,7 +21,7 @@ from collections import OrderedDict, defaultdict
 from contextlib import contextmanager
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from dassl_api import Datum, listdir_nohidden, read_json, write_json
+from disakit.dassl_api import Datum, listdir_nohidden, read_json, write_json
 
 __all__ = [
     "DATASETS_DOC", "SUBSAMPLE_CHOICES", "MissingImagesError", "SplitFileError", "dataset_root",

@@ -1,13 +1,13 @@
 """DTD (registry name ``DescribableTextures``): ``dtd/images/<category>/<category>_NNNN.jpg``."""
 from __future__ import annotations
 
-from dassl_api import DATASET_REGISTRY
 
+from disakit.bundle import bundled_dataset
 from .base import CoOpDataset
 from .common import Split, read_and_split_data
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class DescribableTextures(CoOpDataset):
     """47 texture categories; class name = folder name, label = sorted folder index."""
 

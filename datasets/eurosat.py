@@ -1,8 +1,8 @@
 """EuroSAT (RGB): ``eurosat/2750/<Class>/<Class>_<n>.jpg``."""
 from __future__ import annotations
 
-from dassl_api import DATASET_REGISTRY
 
+from disakit.bundle import bundled_dataset
 from .base import CoOpDataset
 from .common import Split, read_and_split_data
 
@@ -20,7 +20,7 @@ NEW_CNAMES = {
 }
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class EuroSAT(CoOpDataset):
     """10 land-use classes with descriptive names (``AnnualCrop`` → ``Annual Crop Land``).
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import os
 from typing import Dict, List
 
-from dassl_api import DATASET_REGISTRY, Datum
+from disakit.bundle import bundled_dataset
+from disakit.dassl_api import Datum
 
 from .base import CoOpDataset
 from .common import Split, label_of, make_datum, read_text_lines
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class FGVCAircraft(CoOpDataset):
     """100 aircraft variants, read from the official variant-level lists (no split JSON).
 

@@ -1,13 +1,13 @@
 """Food101: ``food-101/images/<class_name>/<id>.jpg``."""
 from __future__ import annotations
 
-from dassl_api import DATASET_REGISTRY
 
+from disakit.bundle import bundled_dataset
 from .base import CoOpDataset
 from .common import Split, read_and_split_data
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class Food101(CoOpDataset):
     """101 dishes; class name = folder name (``apple_pie``), label = sorted folder index.
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 import os
 from typing import Dict, List
 
-from dassl_api import DATASET_REGISTRY, Datum
+from disakit.bundle import bundled_dataset
+from disakit.dassl_api import Datum
 
 from .base import CoOpDataset, folder_items
 from .cache import load_or_build_preprocessed
 from .common import Split, bulk_build, read_classnames, require_path
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class ImageNet(CoOpDataset):
     """ImageNet with the official val set as test (and as val: val = test).
 

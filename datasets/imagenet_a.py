@@ -1,12 +1,12 @@
 """ImageNet-A: ``imagenet-adversarial/imagenet-a/<wnid>/*.jpg`` (200 wnids)."""
 from __future__ import annotations
 
-from dassl_api import DATASET_REGISTRY
 
+from disakit.bundle import bundled_dataset
 from .base import ImageNetVariant
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class ImageNetA(ImageNetVariant):
     """Test-only, 200 classes: labels 0..199 over the sorted wnid folders (README.txt ignored)."""
 

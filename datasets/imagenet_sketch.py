@@ -1,12 +1,12 @@
 """ImageNet-Sketch: ``imagenet-sketch/images/<wnid>/*.JPEG`` (the archive's ``sketch/`` renamed)."""
 from __future__ import annotations
 
-from dassl_api import DATASET_REGISTRY
 
+from disakit.bundle import bundled_dataset
 from .base import ImageNetVariant
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class ImageNetSketch(ImageNetVariant):
     """Test-only, 1000 classes; label = sorted-wnid index, name from ``classnames.txt``."""
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
-from dassl_api import DATASET_REGISTRY
 
+from disakit.bundle import bundled_dataset
 from .base import ImageNetVariant
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class ImageNetV2(ImageNetVariant):
     """Test-only. Folder ``i`` holds class ``i``: the i-th line of ``classnames.txt``."""
 

@@ -5,13 +5,14 @@ import os
 from collections import defaultdict
 from typing import Dict, List
 
-from dassl_api import DATASET_REGISTRY, read_json
+from disakit.bundle import bundled_dataset
+from disakit.dassl_api import read_json
 
 from .base import CoOpDataset
 from .common import Split, concat_splits, split_by_fractions
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class OxfordFlowers(CoOpDataset):
     """102 flower categories; label = category id − 1 (dataset order, not alphabetical).
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 from typing import List
 
-from dassl_api import DATASET_REGISTRY, Datum
+from disakit.bundle import bundled_dataset
+from disakit.dassl_api import Datum
 
 from .base import CoOpDataset
 from .common import Split, make_datum, read_text_lines, split_trainval
@@ -15,7 +16,7 @@ def breed_name(imname: str) -> str:
     return "_".join(imname.split("_")[:-1]).lower()
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class OxfordPets(CoOpDataset):
     """37 cat and dog breeds; label = annotation class id − 1 (alphabetical breeds)."""
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 from typing import List
 
-from dassl_api import DATASET_REGISTRY, Datum
+from disakit.bundle import bundled_dataset
+from disakit.dassl_api import Datum
 
 from .base import CoOpDataset
 from .common import Split, make_datum, split_trainval
@@ -16,7 +17,7 @@ def year_first(meta_name: str) -> str:
     return " ".join([names[-1]] + names[:-1])
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class StanfordCars(CoOpDataset):
     """196 car models. Split paths are relative to the dataset folder (``cars_train/...``).
 

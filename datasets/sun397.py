@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 from typing import Dict, List
 
-from dassl_api import DATASET_REGISTRY, Datum
+from disakit.bundle import bundled_dataset
+from disakit.dassl_api import Datum
 
 from .base import CoOpDataset
 from .common import Split, label_of, make_datum, read_text_lines, split_trainval
@@ -15,7 +16,7 @@ def scene_name(category: str) -> str:
     return " ".join(category.split("/")[1:][::-1])
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class SUN397(CoOpDataset):
     """397 scene categories; label = line index in ``ClassName.txt`` (``/a/abbey``, ...).
 

@@ -5,7 +5,8 @@ import os
 import re
 from typing import Dict, List
 
-from dassl_api import DATASET_REGISTRY, Datum
+from disakit.bundle import bundled_dataset
+from disakit.dassl_api import Datum
 
 from .base import CoOpDataset
 from .common import Split, label_of, make_datum, read_text_lines, split_trainval
@@ -16,7 +17,7 @@ def action_name(action: str) -> str:
     return "_".join(re.findall("[A-Z][^A-Z]*", action))
 
 
-@DATASET_REGISTRY.register()
+@bundled_dataset
 class UCF101(CoOpDataset):
     """101 actions, one middle frame per video; label = ``classInd.txt`` id − 1.
 

@@ -25,7 +25,7 @@ if str(REPO_ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from clipkit.random_clip import CLIP_ARCHS, SAVE_FORMATS, build_random_clip, save_clip  # noqa: E402
+from disakit.clipkit.random_clip import CLIP_ARCHS, SAVE_FORMATS, build_random_clip, save_clip  # noqa: E402
 
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 logger = logging.getLogger("make_random_clip")

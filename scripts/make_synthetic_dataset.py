@@ -23,8 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from datasets import YAML_NAMES  # noqa: E402
-from datasets.synthetic import (  # noqa: E402
+from disakit.datasets import YAML_NAMES  # noqa: E402
+from disakit.datasets.synthetic import (  # noqa: E402
     DEFAULT_NUM_CLASSES, DEFAULT_PER_CLASS, make_dataset, resolve_name,
 )
 

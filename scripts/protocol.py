@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runkit.protocol import *  # noqa: E402,F401,F403  (tests and users import ``protocol``)
-from runkit.protocol import main  # noqa: E402
+from disakit.runkit.protocol import *  # noqa: E402,F401,F403  (tests and users import ``protocol``)
+from disakit.runkit.protocol import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -32,10 +32,10 @@ if str(REPO_ROOT) not in sys.path:
 import torch  # noqa: E402
 
 import train  # noqa: E402  (registers datasets and trainers; its parser and config setup)
-from clipkit import saliency  # noqa: E402
-from dassl_api import build_trainer  # noqa: E402
-from trainers.disa import DiSa  # noqa: E402
-from trainers.prototypes import isolated_rng, prototype_batches  # noqa: E402
+from disakit.clipkit import saliency  # noqa: E402
+from disakit.dassl_api import build_trainer  # noqa: E402
+from disakit.trainers.disa import DiSa  # noqa: E402
+from disakit.trainers.prototypes import isolated_rng, prototype_batches  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

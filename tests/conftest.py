@@ -16,11 +16,15 @@ os.environ.setdefault("DASSL_BACKEND", "dasslite")
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from disakit.bundle import register  # noqa: E402
+
+register(verbose=False)  # our trainers and readers, as train.py does
+
 
 @pytest.fixture(scope="session")
 def tiny_clip_path(tmp_path_factory) -> Path:
     """A randomly initialised ``tiny`` CLIP (224 input, patch 32, width 64) in the OpenAI layout."""
-    from clipkit.random_clip import build_random_clip, save_clip
+    from disakit.clipkit.random_clip import build_random_clip, save_clip
 
     path = tmp_path_factory.mktemp("clip") / "tiny-clip.pt"
     save_clip(build_random_clip("tiny", seed=0), path, fmt="state_dict")

@@ -173,7 +173,7 @@ def test_parse_unreadable_log_file_is_named(tmp_path):
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     """EuroSAT layout, 6 classes x (6 train, 2 val, 3 test), with the split JSON."""
-    from datasets.synthetic import make_dataset
+    from disakit.datasets.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("data")
     make_dataset("eurosat", root, num_classes=6, per_class=(6, 2, 3))
@@ -234,7 +234,7 @@ def test_eval_only_without_model_dir_warns_next_to_the_result(untrained_eval):
 
 
 def test_generated_split_and_whole_training_set_are_announced(tiny_clip_path, tmp_path):
-    from datasets.synthetic import make_dataset
+    from disakit.datasets.synthetic import make_dataset
 
     root = tmp_path / "data"
     make_dataset("eurosat", root, num_classes=4, per_class=(4, 2, 2), with_split_json=False)
@@ -323,7 +323,7 @@ def test_make_random_clip_into_an_unwritable_place(tmp_path):
 
 
 def test_quickstart_shows_the_failing_step_and_its_error(tmp_path):
-    from datasets.synthetic import make_dataset
+    from disakit.datasets.synthetic import make_dataset
 
     # A stand-in for .venv (scripts/setup_env.sh's VENV): this interpreter, marked installed
     # with the stamp setup_env.sh computes, so nothing is installed.

@@ -11,7 +11,7 @@ from conftest import REPO, run_cli
 sys.path.insert(0, str(REPO / "scripts"))
 import protocol  # noqa: E402
 import train  # noqa: E402
-from trainers.config import ConfigError, TRAINER_KEYS  # noqa: E402
+from disakit.trainers.config import ConfigError, TRAINER_KEYS  # noqa: E402
 
 COOP_CFG = "configs/trainers/CoOp/vit_b16_ctxv1.yaml"
 
@@ -97,8 +97,8 @@ def test_protocol_layouts_follow_upstream(monkeypatch):
 
 def test_protocol_skips_only_jobs_finished_with_the_same_identity(tmp_path: Path, capsys,
                                                                    monkeypatch):
-    from runkit import protocol as impl
-    from runkit.state import JobState
+    from disakit.runkit import protocol as impl
+    from disakit.runkit.state import JobState
 
     seen = []
     monkeypatch.setattr(impl, "job_status", lambda args, out, training: seen.append(training)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipkit.compat import clip
-from clipkit.encoders import TextTower, VisionTower, block_forward
-from clipkit.prompts import PromptContext, init_context, tokenize
+from disakit.clipkit.compat import clip
+from disakit.clipkit.encoders import TextTower, VisionTower, block_forward
+from disakit.clipkit.prompts import PromptContext, init_context, tokenize
 
 CLASSNAMES = ["cat", "golden retriever", "a_very_long_class_name with many words", "car"]
 

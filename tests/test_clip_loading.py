@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from clipkit import loading
-from clipkit.compat import clip, tokenize
-from clipkit.loading import (CLIP_CACHE_ENV, OFFICIAL_SHA256, ChecksumMismatchError,
+from disakit.clipkit import loading
+from disakit.clipkit.compat import clip, tokenize
+from disakit.clipkit.loading import (CLIP_CACHE_ENV, OFFICIAL_SHA256, ChecksumMismatchError,
                              CLIPWeightsError, available_backbones, clip_cache_dir,
                              load_clip, load_state_dict_any, resolve_backbone)
-from clipkit.random_clip import CLIP_ARCHS, build_random_clip, save_clip
+from disakit.clipkit.random_clip import CLIP_ARCHS, build_random_clip, save_clip
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
@@ -99,7 +99,7 @@ def test_compat_installs_shim_only_when_pkg_resources_is_missing():
     result = _run_python("""
         import sys
         sys.modules["pkg_resources"] = None  # makes `import pkg_resources` raise ImportError
-        from clipkit.compat import clip, PKG_RESOURCES_SHIMMED
+        from disakit.clipkit.compat import clip, PKG_RESOURCES_SHIMMED
         import pkg_resources
         assert PKG_RESOURCES_SHIMMED and pkg_resources.__clipkit_shim__
         print(tuple(clip.tokenize(["a photo"]).shape))
@@ -114,7 +114,7 @@ def test_compat_keeps_a_working_pkg_resources():
         real = types.ModuleType("pkg_resources")
         real.packaging = packaging
         sys.modules["pkg_resources"] = real
-        from clipkit.compat import clip, PKG_RESOURCES_SHIMMED
+        from disakit.clipkit.compat import clip, PKG_RESOURCES_SHIMMED
         assert sys.modules["pkg_resources"] is real and not PKG_RESOURCES_SHIMMED
         assert not hasattr(real, "__clipkit_shim__")
         print(clip.available_models()[0])

@@ -7,8 +7,8 @@ import random
 import pytest
 from PIL import Image
 
-from dasslite.config import get_cfg_default
-from dasslite.data.datasets import (
+from disakit.dasslite.config import get_cfg_default
+from disakit.dasslite.data.datasets import (
     DATASET_REGISTRY,
     DatasetBase,
     Datum,

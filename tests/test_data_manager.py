@@ -10,11 +10,11 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
-import dasslite.data.data_manager as dm_module
-from dasslite.config import get_cfg_default
-from dasslite.data import DataManager, DatasetWrapper
-from dasslite.data.data_manager import ImageReadError, build_data_loader, format_table
-from dasslite.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
+import disakit.dasslite.data.data_manager as dm_module
+from disakit.dasslite.config import get_cfg_default
+from disakit.dasslite.data import DataManager, DatasetWrapper
+from disakit.dasslite.data.data_manager import ImageReadError, build_data_loader, format_table
+from disakit.dasslite.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
 
 SPEC_SUMMARY = """\
 ---------  ----------

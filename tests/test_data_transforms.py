@@ -8,9 +8,9 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as F
 from PIL import Image
 
-from dasslite.config import get_cfg_default
-from dasslite.data.samplers import build_sampler
-from dasslite.data.transforms import AVAI_CHOICES, INTERPOLATION_MODES, build_transform
+from disakit.dasslite.config import get_cfg_default
+from disakit.dasslite.data.samplers import build_sampler
+from disakit.dasslite.data.transforms import AVAI_CHOICES, INTERPOLATION_MODES, build_transform
 
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]

@@ -11,14 +11,14 @@ import types
 
 import pytest
 
-from dassl_api import Datum
-from datasets import load_dataset
-from datasets.cache import (
+from disakit.dassl_api import Datum
+from disakit.datasets import load_dataset
+from disakit.datasets.cache import (
     CACHE_FORMAT, DatumUnpickler, StaleCacheError, load_dassl_pickle, read_datum_lists,
     write_datum_lists,
 )
-from datasets.common import make_datum
-from datasets.synthetic import make_dataset
+from disakit.datasets.common import make_datum
+from disakit.datasets.synthetic import make_dataset
 
 DASSL_DATUM_MODULE = "dassl.data.datasets.base_dataset"
 

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from datasets import load_dataset
-from datasets.common import MissingImagesError, find_missing_images, subsample_classes
-from datasets.synthetic import make_dataset
+from disakit.datasets import load_dataset
+from disakit.datasets.common import MissingImagesError, find_missing_images, subsample_classes
+from disakit.datasets.synthetic import make_dataset
 
 
 @pytest.mark.parametrize("name, folder", [

@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
-from datasets import TEST_ONLY, YAML_NAMES, load_dataset
-from datasets.synthetic import expected_classnames, label_of_image, make_all, make_dataset
+from disakit.datasets import TEST_ONLY, YAML_NAMES, load_dataset
+from disakit.datasets.synthetic import expected_classnames, label_of_image, make_all, make_dataset
 
 N_CLASSES = 5
 PER_CLASS = (4, 2, 3)
@@ -160,7 +160,7 @@ def test_yaml_configs_name_the_registered_readers():
     import yaml
     from pathlib import Path
 
-    from dassl_api import DATASET_REGISTRY
+    from disakit.dassl_api import DATASET_REGISTRY
 
     folder = Path(__file__).resolve().parents[1] / "configs" / "datasets"
     for registry, stem in YAML_NAMES.items():

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from datasets import load_dataset
-from datasets.base import CoOpDataset
-from datasets.synthetic import dataset_folder
+from disakit.datasets import load_dataset
+from disakit.datasets.base import CoOpDataset
+from disakit.datasets.synthetic import dataset_folder
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets.synthetic import make_dataset, resolve_name
+from disakit.datasets.synthetic import make_dataset, resolve_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,7 +90,7 @@ def test_generation_is_deterministic(tmp_path):
 
 
 def test_more_classes_than_the_name_tables(tmp_path):
-    from datasets import load_dataset
+    from disakit.datasets import load_dataset
 
     make_dataset("ucf101", tmp_path, num_classes=13, per_class=(1, 1, 1))
     ds = load_dataset("ucf101", tmp_path)

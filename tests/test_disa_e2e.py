@@ -30,7 +30,7 @@ B2N_CFG = "vit_b16_c2_ep20_batch4_4+4ctx"
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    from datasets.synthetic import make_dataset
+    from disakit.datasets.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("data")
     for name in ("eurosat", "imagenet", "imagenet_a"):
@@ -99,8 +99,8 @@ def test_every_protocol_resolves_to_an_existing_config_and_script():
 
 
 def test_published_setting_configs_merge_with_float_values():
-    from dassl_api import get_cfg_default
-    from trainers.config import extend_cfg
+    from disakit.dassl_api import get_cfg_default
+    from disakit.trainers.config import extend_cfg
 
     expected = {B2N_CFG: (9, 20, 15.0, 1.0), f"{B2N_CFG}_cross_datasets": (3, 20, 6.0, 10.0),
                 "vit_b16_c2_ep50_batch4_4+4ctx_few_shot": (9, 50, 30.0, 30.0)}

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipkit.encoders import VisionTower
-from clipkit.losses import cross_interactive_kl, directional_regularization
-from clipkit.random_clip import build_random_clip
-from clipkit.saliency import (GREY, heat_colours, least_salient_patches, mask_fill_value,
+from disakit.clipkit.encoders import VisionTower
+from disakit.clipkit.losses import cross_interactive_kl, directional_regularization
+from disakit.clipkit.random_clip import build_random_clip
+from disakit.clipkit.saliency import (GREY, heat_colours, least_salient_patches, mask_fill_value,
                               mask_patches, num_masked_patches, patch_saliency, random_patches)
 from conftest import kl_by_hand
 

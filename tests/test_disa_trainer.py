@@ -12,16 +12,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import trainers  # noqa: F401  (registers the trainers)
-import trainers.disa as disa_module
-from clipkit.encoders import VisionTower
-from clipkit.losses import cross_interactive_kl
-from clipkit.random_clip import build_random_clip
-from clipkit.templates import IMAGENET60
-from dassl_api import get_cfg_default, read_image
-from trainers.base import build_standalone
-from trainers.config import extend_cfg
-from trainers.disa import ABLATION_LADDER
+from disakit import trainers  # noqa: F401  (registers the trainers)
+import disakit.trainers.disa as disa_module
+from disakit.clipkit.encoders import VisionTower
+from disakit.clipkit.losses import cross_interactive_kl
+from disakit.clipkit.random_clip import build_random_clip
+from disakit.clipkit.templates import IMAGENET60
+from disakit.dassl_api import get_cfg_default, read_image
+from disakit.trainers.base import build_standalone
+from disakit.trainers.config import extend_cfg
+from disakit.trainers.disa import ABLATION_LADDER
 
 CLASSNAMES = ["cat", "golden_retriever", "car"]
 TINY = ["TRAINER.DISA.PROMPT_DEPTH_TEXT", 2, "TRAINER.DISA.PROMPT_DEPTH_VISION", 2]
@@ -222,7 +222,7 @@ def test_checkpoint_holds_prompts_and_gpa_state_only_when_gpa_is_on(tiny, tmp_pa
 @pytest.mark.parametrize("prec", ["fp16", "amp"])
 def test_fp16_and_amp_steps(prec, monkeypatch):
     """fp16 CLIP weights / autocast as on CUDA (forced on CPU), with every branch of the step."""
-    from clipkit.precision import PrecisionPolicy
+    from disakit.clipkit.precision import PrecisionPolicy
 
     monkeypatch.setattr(PrecisionPolicy, "resolve",
                         classmethod(lambda cls, p, device, verbose=True: cls(p, device)))
@@ -296,7 +296,7 @@ def test_bad_choices_name_the_key(tiny):
 # ------------------------------------------------------------------------ prototypes
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    from datasets.synthetic import make_dataset
+    from disakit.datasets.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("data")
     make_dataset("eurosat", root, num_classes=4, per_class=(2, 1, 2), image_size=32)
@@ -305,7 +305,7 @@ def data_root(tmp_path_factory) -> Path:
 
 def build_trainer(data_root, clip_path, out, *opts):
     import train
-    from dassl_api import build_trainer as build
+    from disakit.dassl_api import build_trainer as build
 
     args = train.build_parser().parse_args(
         ["--root", str(data_root), "--seed", "1", "--trainer", "DiSa", "--dataset-config-file",
@@ -337,7 +337,7 @@ def test_prototypes_are_computed_once_from_the_frozen_encoder_and_never_saved(
     assert len(calls) == 1 and calls[0] == (("test", True), {"tag": "disa"})
     assert len(seen) == 4 and all(torch.equal(p, seen[0]) for p in seen)
     # the directions are the normalised class means of normalised frozen-CLIP features
-    from clipkit.loading import load_clip
+    from disakit.clipkit.loading import load_clip
 
     stock, tfm = load_clip(str(tiny_clip_path)).eval(), trainer.test_loader.dataset.transform
     with torch.no_grad():

@@ -46,7 +46,7 @@ def repo_files() -> list[Path]:
 
 def generated_names() -> set[str]:
     """``.md`` files the code *writes* (the paper-table report), not documents it cites."""
-    from runkit.report import SETTINGS
+    from disakit.runkit.report import SETTINGS
 
     return {f"{setting}.md" for setting in SETTINGS}
 
@@ -154,8 +154,8 @@ def test_no_section_sign_citations():
 # ------------------------------------------------------------------ method pages vs. the code
 @lru_cache(maxsize=None)
 def registry():
-    import dassl_api
-    import trainers  # noqa: F401  (registers every trainer)
+    from disakit import dassl_api
+    from disakit import trainers  # noqa: F401  (registers every trainer)
 
     return dassl_api.TRAINER_REGISTRY
 
@@ -218,7 +218,7 @@ def documented_defaults(page: Path, node: str, keys: dict) -> dict[str, str]:
 
 
 def test_method_pages_document_every_key_with_its_default():
-    from trainers.config import TRAINER_KEYS
+    from disakit.trainers.config import TRAINER_KEYS
 
     for page, names in method_pages().items():
         for name in names:
@@ -237,7 +237,7 @@ def test_method_pages_document_every_key_with_its_default():
 
 
 def test_documents_name_only_existing_config_keys():
-    from trainers.config import TRAINER_KEYS
+    from disakit.trainers.config import TRAINER_KEYS
 
     unknown = []
     for path in sorted((REPO / "docs").rglob("*.md")) + [REPO / "README.md"]:

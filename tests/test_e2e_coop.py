@@ -23,7 +23,7 @@ BATCH_LINE = re.compile(
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    from datasets.synthetic import make_dataset
+    from disakit.datasets.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("data")
     make_dataset("eurosat", root, num_classes=6, per_class=(6, 2, 3))
@@ -119,8 +119,8 @@ def test_missing_backbone_names_the_searched_path(data_root, tmp_path):
 
 def test_zero_shot_logits_equal_the_clip_package(data_root, tiny_clip_path):
     """ZeroshotCLIP through our loader and encoders == the clip package's own model."""
-    from clipkit.compat import clip
-    from clipkit.random_clip import build_random_clip, save_clip
+    from disakit.clipkit.compat import clip
+    from disakit.clipkit.random_clip import build_random_clip, save_clip
     import train
 
     jit_path = tiny_clip_path.with_name("tiny-jit.pt")
@@ -130,7 +130,7 @@ def test_zero_shot_logits_equal_the_clip_package(data_root, tiny_clip_path):
         ["--root", str(data_root), "--trainer", "ZeroshotCLIP", "--dataset-config-file",
          "configs/datasets/eurosat.yaml", "--config-file", COOP_CFG, "--backbone", str(jit_path),
          "DATALOADER.NUM_WORKERS", "0"])
-    from dassl_api import build_trainer
+    from disakit.dassl_api import build_trainer
     trainer = build_trainer(train.setup_cfg(args))
     batch = next(iter(trainer.test_loader))
     ours = trainer.model_inference(batch["img"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST_OPTS, run_cli
-from datasets import TEST_ONLY, YAML_NAMES
+from disakit.datasets import TEST_ONLY, YAML_NAMES
 
 TRAINING = [yaml for name, yaml in YAML_NAMES.items() if name not in TEST_ONLY]
 TEST_ONLY_YAMLS = [YAML_NAMES[name] for name in TEST_ONLY]
@@ -43,7 +43,7 @@ def _base_then_new(data: Path, clip: Path, out: Path, yaml: str):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_clip_path) -> dict:
     """All runs, launched a few at a time (each is mostly interpreter start-up)."""
-    from datasets.synthetic import make_dataset
+    from disakit.datasets.synthetic import make_dataset
 
     data, out = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("out")
     for name in YAML_NAMES.values():

@@ -7,11 +7,11 @@ import torch
 
 import torch.nn as nn
 
-from runkit.safe_load import UnsafeCheckpointError
+from disakit.runkit.safe_load import UnsafeCheckpointError
 
-from dasslite.config import get_cfg_default
-from dasslite.optim import build_lr_scheduler, build_optimizer
-from dasslite.utils import (
+from disakit.dasslite.config import get_cfg_default
+from disakit.dasslite.optim import build_lr_scheduler, build_optimizer
+from disakit.dasslite.utils import (
     count_num_param,
     init_network_weights,
     load_checkpoint,

@@ -2,7 +2,7 @@
 import pytest
 from yacs.config import CfgNode
 
-from dasslite.config import clean_cfg, get_cfg_default
+from disakit.dasslite.config import clean_cfg, get_cfg_default
 
 EXPECTED_DEFAULTS = {
     "VERSION": 1, "OUTPUT_DIR": "./output", "RESUME": "", "SEED": -1, "USE_CUDA": True,

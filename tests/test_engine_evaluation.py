@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from dasslite.config import get_cfg_default
-from dasslite.evaluation import EVALUATOR_REGISTRY, Classification, build_evaluator
-from dasslite.metrics import compute_accuracy, confusion_matrix, macro_f1_score
+from disakit.dasslite.config import get_cfg_default
+from disakit.dasslite.evaluation import EVALUATOR_REGISTRY, Classification, build_evaluator
+from disakit.dasslite.metrics import compute_accuracy, confusion_matrix, macro_f1_score
 
 Y_TRUE = [0, 0, 0, 1, 1, 2]
 Y_PRED = [0, 0, 1, 1, 2, 3]  # class 3 is predicted but never true

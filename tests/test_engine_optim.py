@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dasslite.config import get_cfg_default
-from dasslite.optim import (
+from disakit.dasslite.config import get_cfg_default
+from disakit.dasslite.optim import (
     ConstantWarmupScheduler,
     LinearWarmupScheduler,
     build_lr_scheduler,

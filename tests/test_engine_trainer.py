@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dasslite.config import get_cfg_default
-from dasslite.engine import TRAINER_REGISTRY, TrainerX, build_trainer
-from dasslite.metrics import compute_accuracy
-from dasslite.optim import build_lr_scheduler, build_optimizer
+from disakit.dasslite.config import get_cfg_default
+from disakit.dasslite.engine import TRAINER_REGISTRY, TrainerX, build_trainer
+from disakit.dasslite.metrics import compute_accuracy
+from disakit.dasslite.optim import build_lr_scheduler, build_optimizer
 
 N_CLASSES, DIM = 3, 5
 BATCH_LINE = re.compile(

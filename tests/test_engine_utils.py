@@ -1,4 +1,4 @@
-"""dasslite.utils: registry messages, small helpers, meters and the stdout logger."""
+"""disakit.dasslite.utils: registry messages, small helpers, meters and the stdout logger."""
 import json
 import os
 import re
@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from dasslite.utils import (
+from disakit.dasslite.utils import (
     AverageMeter,
     Logger,
     MetricMeter,

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from clipkit.gpa import PromptAggregator, gpa_weights
-from clipkit.losses import (kl_logits, kl_numel, knowledge_guidance, l1_consistency,
+from disakit.clipkit.gpa import PromptAggregator, gpa_weights
+from disakit.clipkit.losses import (kl_logits, kl_numel, knowledge_guidance, l1_consistency,
                             self_consistency_terms, total)
 from conftest import kl_by_hand
 

@@ -1,5 +1,5 @@
-"""Tests for the paper-table report (runkit/report.py) and the published numbers
-(runkit/published.py, runkit/published_numbers.csv).
+"""Tests for the paper-table report (disakit/runkit/report.py) and the published numbers
+(disakit/runkit/published.py, disakit/runkit/published_numbers.csv).
 
 The job folders are hand-made in tmp_path with log.txt files written as the engine writes them;
 every number the report shows is checked against parse_test_res.py's own output on the same
@@ -21,9 +21,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import parse_test_res  # noqa: E402
-from runkit import published as pub  # noqa: E402
-from runkit import report  # noqa: E402
-from runkit.jobs import Job  # noqa: E402
+from disakit.runkit import published as pub  # noqa: E402
+from disakit.runkit import report  # noqa: E402
+from disakit.runkit.jobs import Job  # noqa: E402
 
 CFG = "vit_b16_c2_ep20_batch4_4+4ctx"
 

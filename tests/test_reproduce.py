@@ -25,7 +25,7 @@ SEEDS = ["1", "2"]
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    from datasets.synthetic import make_dataset
+    from disakit.datasets.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("data")
     for name in DATASETS:
@@ -153,7 +153,7 @@ def test_slurm_matrix_equals_local_and_survives_scancel(
 
 
 def test_dry_run_lists_the_full_matrices(tmp_path):
-    from runkit import matrix
+    from disakit.runkit import matrix
 
     env = {"DATA": str(tmp_path / "data"), "OUTPUT": str(tmp_path / "out")}
     expected = {"base2new": 66, "xd": 33, "dg": 15, "fewshot": 165}

@@ -29,7 +29,7 @@ EPOCHS = ["OPTIM.MAX_EPOCH", "4"]
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    from datasets.synthetic import make_dataset
+    from disakit.datasets.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("data")
     make_dataset(DATASET, root, num_classes=6, per_class=(8, 2, 3))
@@ -187,7 +187,7 @@ def test_second_run_into_a_busy_folder_refuses_then_takes_over_a_stale_lock(
 
 
 def test_trailing_num_shots_names_the_shots_folder(tmp_path, monkeypatch):
-    from runkit import protocol
+    from disakit.runkit import protocol
 
     monkeypatch.setenv("OUTPUT", str(tmp_path))
     ns = protocol.build_parser().parse_args(

@@ -11,29 +11,32 @@ from conftest import REPO, run_cli
 # dasslite so that the trainer classes can subclass something real.
 FAKE_DASSL = {
     "dassl/__init__.py": "",
-    "dassl/config/__init__.py": "from dasslite.config import get_cfg_default, clean_cfg\n",
+    "dassl/config/__init__.py": "from disakit.dasslite.config import get_cfg_default, clean_cfg\n",
     "dassl/engine/__init__.py": textwrap.dedent("""
-        from dasslite.utils import Registry
-        from dasslite.engine import TrainerBase, SimpleTrainer, TrainerX, build_trainer
+        from disakit.dasslite.utils import Registry
+        from disakit.dasslite.engine import TrainerBase, SimpleTrainer, TrainerX, build_trainer
         TRAINER_REGISTRY = Registry("TRAINER")
     """),
-    "dassl/data/__init__.py": "from dasslite.data import DataManager, DatasetWrapper\n",
+    "dassl/data/__init__.py": "from disakit.dasslite.data import DataManager, DatasetWrapper\n",
     "dassl/data/datasets/__init__.py": textwrap.dedent("""
-        from dasslite.utils import Registry
-        from dasslite.data.datasets import Datum, DatasetBase, build_dataset
+        from disakit.dasslite.utils import Registry
+        from disakit.dasslite.data.datasets import Datum, DatasetBase, build_dataset
         DATASET_REGISTRY = Registry("DATASET")
     """),
-    "dassl/data/transforms/__init__.py": "from dasslite.data.transforms import build_transform\n",
-    "dassl/optim/__init__.py": "from dasslite.optim import build_optimizer, build_lr_scheduler\n",
+    "dassl/data/transforms/__init__.py": "from disakit.dasslite.data.transforms import build_transform\n",
+    "dassl/optim/__init__.py": "from disakit.dasslite.optim import build_optimizer, build_lr_scheduler\n",
     "dassl/evaluation/__init__.py":
-        "from dasslite.evaluation import EVALUATOR_REGISTRY, build_evaluator\n",
-    "dassl/metrics/__init__.py": "from dasslite.metrics import compute_accuracy\n",
-    "dassl/utils/__init__.py": "from dasslite.utils import *\n",
+        "from disakit.dasslite.evaluation import EVALUATOR_REGISTRY, build_evaluator\n",
+    "dassl/metrics/__init__.py": "from disakit.dasslite.metrics import compute_accuracy\n",
+    "dassl/utils/__init__.py": "from disakit.dasslite.utils import *\n",
 }
 
 PROBE = textwrap.dedent("""
-    import dassl, dassl_api, trainers, datasets
-    import dasslite.engine, dasslite.data.datasets
+    import dassl
+    from disakit import bundle, dassl_api
+    bundle.register()
+    import disakit.dasslite.engine, disakit.dasslite.data.datasets
+    dasslite = disakit.dasslite
     print(dassl_api.BACKEND)
     print(dassl_api.TRAINER_REGISTRY is dassl.engine.TRAINER_REGISTRY)
     print("CoOp" in dassl.engine.TRAINER_REGISTRY.registered_names())
@@ -57,7 +60,7 @@ def test_real_dassl_is_used_when_importable(tmp_path: Path):
 
 
 def test_bundled_engine_when_dassl_is_absent_or_forced(tmp_path: Path):
-    probe = "import dassl_api, trainers; print(dassl_api.BACKEND)"
+    probe = "from disakit import dassl_api, trainers; print(dassl_api.BACKEND)"
     assert run_cli(sys.executable, "-c", probe, env={"DASSL_BACKEND": ""}).stdout.strip() == "dasslite"
     _write_fake(tmp_path)
     env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "DASSL_BACKEND": "dasslite"}

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from runkit.jobs import Job
-from runkit.slurm import RECORD_NAME, SlurmResources, _executor, slurm_states, submit_phases, wait
+from disakit.runkit.jobs import Job
+from disakit.runkit.slurm import RECORD_NAME, SlurmResources, _executor, slurm_states, submit_phases, wait
 from slurm_fixture import slurm_cluster  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.usefixtures("slurm_cluster")

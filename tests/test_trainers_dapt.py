@@ -12,15 +12,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipkit.loading import load_clip
-from clipkit.losses import inter_dispersion, intra_dispersion
-from clipkit.prompts import ContextInit
-from clipkit.random_clip import build_random_clip
-from dassl_api import get_cfg_default, read_image
-from trainers.base import build_standalone
-from trainers.config import extend_cfg
-from trainers.dapt import DAPTPromptLearner, visual_prompt_init
-from trainers.prototypes import trainer_prototypes
+from disakit.clipkit.loading import load_clip
+from disakit.clipkit.losses import inter_dispersion, intra_dispersion
+from disakit.clipkit.prompts import ContextInit
+from disakit.clipkit.random_clip import build_random_clip
+from disakit.dassl_api import get_cfg_default, read_image
+from disakit.trainers.base import build_standalone
+from disakit.trainers.config import extend_cfg
+from disakit.trainers.dapt import DAPTPromptLearner, visual_prompt_init
+from disakit.trainers.prototypes import trainer_prototypes
 
 CLASSNAMES = ["cat", "golden_retriever", "car"]
 
@@ -99,7 +99,7 @@ def test_prompt_shapes_and_init_at_vit_b16():
 # ------------------------------------------------------------------------ prototypes
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    from datasets.synthetic import make_dataset
+    from disakit.datasets.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("data")
     make_dataset("eurosat", root, num_classes=4, per_class=(2, 1, 2), image_size=32)
@@ -108,7 +108,7 @@ def data_root(tmp_path_factory) -> Path:
 
 def build_trainer(data_root, clip_path, *opts):
     import train
-    from dassl_api import build_trainer as build
+    from disakit.dassl_api import build_trainer as build
 
     args = train.build_parser().parse_args(
         ["--root", str(data_root), "--seed", "1", "--trainer", "DAPT", "--dataset-config-file",

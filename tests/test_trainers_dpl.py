@@ -8,15 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipkit.compat import clip
-from clipkit.decoupled import (DecoupledAttention, DecoupledPrompts, decoupled_attention,
+from disakit.clipkit.compat import clip
+from disakit.clipkit.decoupled import (DecoupledAttention, DecoupledPrompts, decoupled_attention,
                                decoupled_block_forward, encode_text_decoupled, instance_attention,
                                prompt_attention, restricted_attention)
-from clipkit.prompts import tokenize
-from dassl_api import get_cfg_default
-from trainers.base import build_standalone
-from trainers.config import extend_cfg
-from trainers.dpl import DPLCLIP, DPLPromptLearner, DPLSettings
+from disakit.clipkit.prompts import tokenize
+from disakit.dassl_api import get_cfg_default
+from disakit.trainers.base import build_standalone
+from disakit.trainers.config import extend_cfg
+from disakit.trainers.dpl import DPLCLIP, DPLPromptLearner, DPLSettings
 
 CLASSNAMES = ["cat", "golden_retriever", "a very long class name with many words", "car"]
 TOL = 1e-5

@@ -34,7 +34,7 @@ EPOCHS = {"PromptSRC": "2"}  # two epochs for GPA to aggregate; one for the othe
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    from datasets.synthetic import make_dataset
+    from disakit.datasets.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("data")
     make_dataset("eurosat", root, num_classes=4, per_class=(2, 1, 2), image_size=32)

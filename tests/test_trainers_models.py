@@ -12,14 +12,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import trainers  # noqa: F401  (registers the trainers)
-from clipkit.deep_prompts import DeepPromptedCLIP, DeepPromptSpec, VLPromptLearner
-from clipkit.prompts import tokenize
-from clipkit.random_clip import build_random_clip
+from disakit import trainers  # noqa: F401  (registers the trainers)
+from disakit.clipkit.deep_prompts import DeepPromptedCLIP, DeepPromptSpec, VLPromptLearner
+from disakit.clipkit.prompts import tokenize
+from disakit.clipkit.random_clip import build_random_clip
 from conftest import REPO
-from dassl_api import get_cfg_default
-from trainers.base import build_standalone
-from trainers.config import extend_cfg
+from disakit.dassl_api import get_cfg_default
+from disakit.trainers.base import build_standalone
+from disakit.trainers.config import extend_cfg
 
 CLASSNAMES = ["cat", "golden_retriever", "a very long class name with many words", "car"]
 TRAINERS = ["CoOp", "CoCoOp", "KgCoOp", "MaPLe", "IVLP", "PromptSRC", "VPT"]
@@ -281,7 +281,7 @@ def test_gpa_aggregate_is_the_weighted_mean_of_epoch_prompts(tiny, tmp_path: Pat
 @pytest.mark.parametrize("prec", ["fp16", "amp"])
 def test_fp16_and_amp_steps_keep_learnables_fp32(prec, monkeypatch):
     """fp16 CLIP weights / autocast, as on CUDA (forced on CPU): every trainer steps and evaluates."""
-    from clipkit.precision import PrecisionPolicy
+    from disakit.clipkit.precision import PrecisionPolicy
 
     monkeypatch.setattr(PrecisionPolicy, "resolve",
                         classmethod(lambda cls, p, device, verbose=True: cls(p, device)))

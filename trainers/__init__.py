@@ -1,4 +1,4 @@
 """Bundled trainers. Importing this package registers every trainer in the seam's registry."""
-from trainers import cocoop, coop, ivlp, kgcoop, maple, promptsrc, vpt, zsclip  # noqa: F401
-from trainers import dapt, disa, dpl  # noqa: F401
-from trainers.config import TRAINER_KEYS, extend_cfg  # noqa: F401
+from disakit.trainers import cocoop, coop, ivlp, kgcoop, maple, promptsrc, vpt, zsclip  # noqa: F401
+from disakit.trainers import dapt, disa, dpl  # noqa: F401
+from disakit.trainers.config import TRAINER_KEYS, extend_cfg  # noqa: F401

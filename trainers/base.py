@@ -16,13 +16,13 @@ from typing import ClassVar, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from clipkit.deep_prompts import PromptDepthError
-from clipkit.loading import load_clip
-from clipkit.model import PromptedCLIP
-from clipkit.precision import PrecisionPolicy, check_prec, freeze_all_but
-from dassl_api import (build_lr_scheduler, build_optimizer, compute_accuracy, load_checkpoint,
+from disakit.clipkit.deep_prompts import PromptDepthError
+from disakit.clipkit.loading import load_clip
+from disakit.clipkit.model import PromptedCLIP
+from disakit.clipkit.precision import PrecisionPolicy, check_prec, freeze_all_but
+from disakit.dassl_api import (build_lr_scheduler, build_optimizer, compute_accuracy, load_checkpoint,
                        load_pretrained_weights, TRAINER_REGISTRY, TrainerBase, TrainerX)
-from trainers.config import ConfigError
+from disakit.trainers.config import ConfigError
 
 
 def load_clip_for(cfg) -> nn.Module:

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clipkit.model import PromptedCLIP
-from clipkit.prompts import ContextInit, PromptContext, init_context
-from dassl_api import TRAINER_REGISTRY
-from trainers.base import PromptTrainer
+from disakit.bundle import bundled_trainer
+from disakit.clipkit.model import PromptedCLIP
+from disakit.clipkit.prompts import ContextInit, PromptContext, init_context
+from disakit.trainers.base import PromptTrainer
 
 
 class ConditionalContext(PromptContext):
@@ -83,7 +83,7 @@ class CoCoOpCLIP(PromptedCLIP):
         return self.scale * torch.einsum("be,bce->bc", image.float(), text.float())
 
 
-@TRAINER_REGISTRY.register()
+@bundled_trainer
 class CoCoOp(PromptTrainer):
     """Conditional Context Optimization: cross-entropy on image-conditioned prompts."""
 

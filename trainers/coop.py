@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clipkit.model import PromptedCLIP
-from clipkit.prompts import PromptContext, init_context
-from dassl_api import TRAINER_REGISTRY
-from trainers.base import PromptTrainer
+from disakit.bundle import bundled_trainer
+from disakit.clipkit.model import PromptedCLIP
+from disakit.clipkit.prompts import PromptContext, init_context
+from disakit.trainers.base import PromptTrainer
 
 
 class CoOpCLIP(PromptedCLIP):
@@ -33,7 +33,7 @@ class CoOpCLIP(PromptedCLIP):
         return F.normalize(self.vision(images).features, dim=-1)
 
 
-@TRAINER_REGISTRY.register()
+@bundled_trainer
 class CoOp(PromptTrainer):
     """Context Optimization: cross-entropy on prompted-text / frozen-image logits."""
 

@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clipkit.losses import cross_entropy, inter_dispersion, intra_dispersion, total
-from clipkit.model import PromptedCLIP
-from clipkit.prompts import ContextInit, PromptContext, init_context
-from dassl_api import TRAINER_REGISTRY, compute_accuracy
-from trainers.base import PromptTrainer
-from trainers.prototypes import trainer_prototypes
+from disakit.bundle import bundled_trainer
+from disakit.clipkit.losses import cross_entropy, inter_dispersion, intra_dispersion, total
+from disakit.clipkit.model import PromptedCLIP
+from disakit.clipkit.prompts import ContextInit, PromptContext, init_context
+from disakit.dassl_api import compute_accuracy
+from disakit.trainers.base import PromptTrainer
+from disakit.trainers.prototypes import trainer_prototypes
 
 
 def visual_prompt_init(n_tokens: int, width: int, patch_size: int) -> Tensor:
@@ -84,7 +85,7 @@ class DAPTCLIP(PromptedCLIP):
         return F.normalize(self.vision(images, prompts, position="after_cls").features, dim=-1)
 
 
-@TRAINER_REGISTRY.register()
+@bundled_trainer
 class DAPT(PromptTrainer):
     """``L = CE + VIS_BETA · L_intra + TXT_BETA · L_inter`` (docs/methods/dapt.md)."""
 

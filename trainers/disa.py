@@ -26,13 +26,14 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from clipkit import saliency
-from clipkit.losses import (DIR_FORMS, KL_DIRECTIONS, cross_entropy, cross_interactive_kl,
+from disakit.bundle import bundled_trainer
+from disakit.clipkit import saliency
+from disakit.clipkit.losses import (DIR_FORMS, KL_DIRECTIONS, cross_entropy, cross_interactive_kl,
                             directional_regularization, kl_numel, total)
-from clipkit.templates import resolve_templates
-from dassl_api import TRAINER_REGISTRY, compute_accuracy
-from trainers.promptsrc import BatchFeatures, PromptSRC
-from trainers.prototypes import trainer_prototypes
+from disakit.clipkit.templates import resolve_templates
+from disakit.dassl_api import compute_accuracy
+from disakit.trainers.promptsrc import BatchFeatures, PromptSRC
+from disakit.trainers.prototypes import trainer_prototypes
 
 _KEY = "TRAINER.DISA."
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -113,7 +114,7 @@ class MaskedBatch:
     scores: Optional[Tensor]
 
 
-@TRAINER_REGISTRY.register()
+@bundled_trainer
 class DiSa(PromptSRC):
     """``L = L_CE + L_SR + CIR_WEIGHT·L_CIR + DIR_WEIGHT·L_DiR`` on IVLP prompts, with GPA."""
 

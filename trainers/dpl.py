@@ -16,15 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clipkit.banks import FrozenTextBank
-from clipkit.decoupled import (DecoupledAttention, DecoupledPrompts, PromptUpdate, check_choice,
+from disakit.bundle import bundled_trainer
+from disakit.clipkit.banks import FrozenTextBank
+from disakit.clipkit.decoupled import (DecoupledAttention, DecoupledPrompts, PromptUpdate, check_choice,
                                encode_image_decoupled, encode_text_decoupled)
-from clipkit.model import PromptedCLIP
-from clipkit.prompts import clean_classname, tokenize
-from clipkit.templates import custom_template
-from dassl_api import TRAINER_REGISTRY
-from trainers.base import PromptTrainer
-from trainers.config import ConfigError
+from disakit.clipkit.model import PromptedCLIP
+from disakit.clipkit.prompts import clean_classname, tokenize
+from disakit.clipkit.templates import custom_template
+from disakit.trainers.base import PromptTrainer
+from disakit.trainers.config import ConfigError
 
 MODALITIES = ("both", "text", "vision")
 _KEY = "TRAINER.DPL."
@@ -148,7 +148,7 @@ class DPLCLIP(PromptedCLIP):
         return F.normalize(encode_image_decoupled(self.vision, images, learned), dim=-1)
 
 
-@TRAINER_REGISTRY.register()
+@bundled_trainer
 class DPL(PromptTrainer):
     """Decoupled prompt learning, cross-entropy only; logs the mean gate magnitude ``gate``."""
 

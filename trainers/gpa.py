@@ -19,8 +19,8 @@ from typing import Optional
 
 import torch
 
-from clipkit.gpa import PromptAggregator, gpa_weights
-from dassl_api import TrainerBase, load_checkpoint
+from disakit.clipkit.gpa import PromptAggregator, gpa_weights
+from disakit.dassl_api import TrainerBase, load_checkpoint
 
 # Our engine's save_model calls ``extra_checkpoint_state``; a real Dassl's does not.
 _ENGINE_SAVES_EXTRA_STATE = hasattr(TrainerBase, "extra_checkpoint_state")

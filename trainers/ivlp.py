@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from clipkit.deep_prompts import DeepPromptedCLIP, DeepPromptSpec, VLPromptLearner
-from clipkit.model import PromptedCLIP
-from dassl_api import TRAINER_REGISTRY
-from trainers.base import PromptTrainer
+from disakit.bundle import bundled_trainer
+from disakit.clipkit.deep_prompts import DeepPromptedCLIP, DeepPromptSpec, VLPromptLearner
+from disakit.clipkit.model import PromptedCLIP
+from disakit.trainers.base import PromptTrainer
 
 
 def deep_prompt_spec(opts) -> DeepPromptSpec:
@@ -18,7 +18,7 @@ def deep_prompt_spec(opts) -> DeepPromptSpec:
                           opts.PROMPT_DEPTH_VISION, opts.CTX_INIT)
 
 
-@TRAINER_REGISTRY.register()
+@bundled_trainer
 class IVLP(PromptTrainer):
     """Independent vision-language prompting, trained with cross-entropy only."""
 

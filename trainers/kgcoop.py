@@ -5,16 +5,17 @@ from types import SimpleNamespace
 
 from torch import Tensor, nn
 
-from clipkit.banks import FrozenTextBank
-from clipkit.losses import cross_entropy, knowledge_guidance
-from clipkit.model import PromptedCLIP
-from clipkit.templates import DEFAULT_TEMPLATE, KGCOOP_TEMPLATES
-from dassl_api import TRAINER_REGISTRY, compute_accuracy
-from trainers.base import PromptTrainer
-from trainers.coop import CoOpCLIP
+from disakit.bundle import bundled_trainer
+from disakit.clipkit.banks import FrozenTextBank
+from disakit.clipkit.losses import cross_entropy, knowledge_guidance
+from disakit.clipkit.model import PromptedCLIP
+from disakit.clipkit.templates import DEFAULT_TEMPLATE, KGCOOP_TEMPLATES
+from disakit.dassl_api import compute_accuracy
+from disakit.trainers.base import PromptTrainer
+from disakit.trainers.coop import CoOpCLIP
 
 
-@TRAINER_REGISTRY.register()
+@bundled_trainer
 class KgCoOp(PromptTrainer):
     """L = CE + W · (1 − mean_c cos(ĝ_c, t̂_c)), t̂ from the dataset's KgCoOp template."""
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from clipkit.deep_prompts import DeepPromptedCLIP, MultiModalPromptLearner
-from clipkit.model import PromptedCLIP
-from dassl_api import TRAINER_REGISTRY
-from trainers.base import PromptTrainer
+from disakit.bundle import bundled_trainer
+from disakit.clipkit.deep_prompts import DeepPromptedCLIP, MultiModalPromptLearner
+from disakit.clipkit.model import PromptedCLIP
+from disakit.trainers.base import PromptTrainer
 
 
-@TRAINER_REGISTRY.register()
+@bundled_trainer
 class MaPLe(PromptTrainer):
     """Multi-modal prompt learning, trained with cross-entropy only."""
 

@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clipkit.banks import FrozenTextBank
-from clipkit.encoders import VisionOutput, VisionTower
-from clipkit.losses import cross_entropy, self_consistency_terms, total
-from clipkit.model import PromptedCLIP
-from clipkit.templates import IMAGENET60
-from dassl_api import TRAINER_REGISTRY
-from trainers.gpa import GPAMixin
-from trainers.ivlp import IVLP
+from disakit.bundle import bundled_trainer
+from disakit.clipkit.banks import FrozenTextBank
+from disakit.clipkit.encoders import VisionOutput, VisionTower
+from disakit.clipkit.losses import cross_entropy, self_consistency_terms, total
+from disakit.clipkit.model import PromptedCLIP
+from disakit.clipkit.templates import IMAGENET60
+from disakit.trainers.gpa import GPAMixin
+from disakit.trainers.ivlp import IVLP
 
 
 @dataclass
@@ -45,7 +45,7 @@ def frozen_image_pass(vision: VisionTower, images: Tensor, return_tokens: bool =
     return VisionOutput(F.normalize(out.features.float(), dim=-1), out.tokens)
 
 
-@TRAINER_REGISTRY.register()
+@bundled_trainer
 class PromptSRC(GPAMixin, IVLP):
     """L = L_CE + L_SCL_text + L_SCL_image + L_SCL_logits, then GPA over the epochs."""
 

@@ -30,11 +30,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from dassl_api import DatasetWrapper
-from runkit.safe_load import safe_torch_load
+from disakit.dassl_api import DatasetWrapper
+from disakit.runkit.safe_load import safe_torch_load
 
 ProtoTransform = Literal["train", "test"]
-CACHE_FORMAT = "clipkit/class-prototypes/v1"
+CACHE_FORMAT = "disakit/clipkit/class-prototypes/v1"
 
 
 @torch.no_grad()

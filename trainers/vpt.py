@@ -2,12 +2,12 @@
 ``"<CTX_INIT> <class>."`` (docs/methods/vpt.md; a variant from the MaPLe paper's ablations)."""
 from __future__ import annotations
 
-from clipkit.deep_prompts import DeepPromptSpec
-from dassl_api import TRAINER_REGISTRY
-from trainers.ivlp import IVLP
+from disakit.bundle import bundled_trainer
+from disakit.clipkit.deep_prompts import DeepPromptSpec
+from disakit.trainers.ivlp import IVLP
 
 
-@TRAINER_REGISTRY.register()
+@bundled_trainer
 class VPT(IVLP):
     """IVLP with text prompt depth 0: nothing is learned in the text tower."""
 

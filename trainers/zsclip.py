@@ -7,14 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clipkit.model import PromptedCLIP
-from clipkit.precision import PrecisionPolicy
-from clipkit.templates import SELECT7, custom_template, text_bank
-from dassl_api import TRAINER_REGISTRY
-from trainers.base import ClipTrainer, load_clip_for
+from disakit.bundle import bundled_trainer
+from disakit.clipkit.model import PromptedCLIP
+from disakit.clipkit.precision import PrecisionPolicy
+from disakit.clipkit.templates import SELECT7, custom_template, text_bank
+from disakit.trainers.base import ClipTrainer, load_clip_for
 
 
-@TRAINER_REGISTRY.register()
+@bundled_trainer
 class ZeroshotCLIP(ClipTrainer):
     """CLIP with the dataset's custom template, e.g. ``a photo of a {}, a type of pet.``."""
 
@@ -49,7 +49,7 @@ class ZeroshotCLIP(ClipTrainer):
         raise RuntimeError(f"{type(self).__name__} has nothing to train: run it with --eval-only")
 
 
-@TRAINER_REGISTRY.register()
+@bundled_trainer
 class ZeroshotCLIP2(ZeroshotCLIP):
     """Prompt ensembling: SELECT7 + the custom template, normalised mean (7 on ImageNet)."""
 

@@ -35,7 +35,7 @@ def _pause() -> None:
 def _install() -> None:
     kind, *args = _FAULT.split(":")
     if kind == "pause_at_batch":
-        from dasslite.engine.trainer import TrainerX
+        from disakit.dasslite.engine.trainer import TrainerX
 
         epoch, batch = int(args[0]), int(args[1])
         original = TrainerX.run_epoch
@@ -63,7 +63,7 @@ def _install() -> None:
 
         TrainerX.run_epoch = run_epoch
     elif kind == "pause_in_write":
-        from dasslite.utils import RESUME_FILE
+        from disakit.dasslite.utils import RESUME_FILE
 
         target, seen = int(args[0]), [0]
         real_replace = os.replace
@@ -77,7 +77,7 @@ def _install() -> None:
 
         os.replace = replace
     elif kind == "crash_in_test":
-        from dasslite.evaluation.evaluator import Classification
+        from disakit.dasslite.evaluation.evaluator import Classification
 
         original_eval = Classification.evaluate
 

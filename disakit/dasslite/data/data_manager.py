@@ -24,7 +24,7 @@ import torchvision.transforms as T
 from torch.utils.data import DataLoader, Dataset as TorchDataset
 from yacs.config import CfgNode
 
-from dasslite.utils import read_image
+from disakit.dasslite.utils import read_image
 
 from .datasets import Datum, build_dataset
 from .samplers import build_sampler

@@ -35,10 +35,10 @@ from typing import Mapping
 
 import yaml
 
-from runkit.record import fingerprint
-from runkit.state import JobState, job_state
+from disakit.runkit.record import fingerprint
+from disakit.runkit.state import JobState, job_state
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (train.py, configs/, scripts/)
 
 FEW_SHOTS = (1, 2, 4, 8, 16)
 

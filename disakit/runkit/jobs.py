@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (train.py, configs/, scripts/)
 
 # Phases that train (run first) and phases that evaluate a trained checkpoint (run after).
 TRAIN_PHASES = ("base2new_train", "xd_train", "few_shot")

@@ -57,10 +57,11 @@ EXPORTS: dict[str, tuple[str, ...]] = {
 __all__ = ["BACKEND", *(name for names in EXPORTS.values() for name in names)]
 
 for _path, _names in EXPORTS.items():
-    _module = importlib.import_module(f"{BACKEND}.{_path}")
+    _module = importlib.import_module(
+        f"{'dassl' if BACKEND == 'dassl' else 'disakit.dasslite'}.{_path}")
     for _name in _names:
         globals()[_name] = getattr(_module, _name)
 
 # Checkpoints are read through the project's own safe loader whichever engine runs: a real
 # Dassl's ``load_checkpoint`` unpickles arbitrary objects (or fails on torch >= 2.6).
-from dasslite.utils.torchtools import load_checkpoint  # noqa: E402
+from disakit.dasslite.utils.torchtools import load_checkpoint  # noqa: E402

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from yacs.config import CfgNode
 
-from dasslite.utils import Registry, check_availability
+from disakit.dasslite.utils import Registry, check_availability
 
 from .base_dataset import DatasetBase
 

@@ -12,7 +12,7 @@ cannot be imported. A working ``pkg_resources`` is never replaced.
 
 Usage everywhere in the toolkit::
 
-    from clipkit.compat import clip, tokenize
+    from disakit.clipkit.compat import clip, tokenize
 """
 from __future__ import annotations
 

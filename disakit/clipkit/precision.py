@@ -13,7 +13,7 @@ from typing import ContextManager, Literal, Optional
 import torch
 from torch import nn
 
-from clipkit.compat import clip
+from disakit.clipkit.compat import clip
 
 PREC_CHOICES = ("fp16", "fp32", "amp")
 Prec = Literal["fp16", "fp32", "amp"]

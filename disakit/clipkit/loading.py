@@ -22,8 +22,8 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 import torch
 
-from clipkit.compat import MODEL_URLS, clip
-from runkit.safe_load import UnsafeCheckpointError, safe_torch_load
+from disakit.clipkit.compat import MODEL_URLS, clip
+from disakit.runkit.safe_load import UnsafeCheckpointError, safe_torch_load
 
 __all__ = [
     "CLIP_CACHE_ENV", "STAMP_FILE_NAME", "OFFICIAL_SHA256", "CLIPWeightsError",

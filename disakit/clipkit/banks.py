@@ -12,8 +12,8 @@ from typing import Optional, Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
-from clipkit.encoders import TextTower
-from clipkit.templates import BankMode, text_bank
+from disakit.clipkit.encoders import TextTower
+from disakit.clipkit.templates import BankMode, text_bank
 
 
 class FrozenTextBank:

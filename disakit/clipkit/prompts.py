@@ -16,7 +16,7 @@ from typing import Callable, Literal, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from clipkit.compat import clip
+from disakit.clipkit.compat import clip
 
 ClassTokenPosition = Literal["end", "middle", "front"]
 InitPolicy = Literal["words", "first_n"]

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clipkit.encoders import TextTower
-from clipkit.prompts import clean_classname, tokenize
+from disakit.clipkit.encoders import TextTower
+from disakit.clipkit.prompts import clean_classname, tokenize
 
 BankMode = Literal["normalized_mean", "raw_mean"]
 

@@ -18,7 +18,7 @@ from typing import Any, Literal, Union
 
 import torch
 
-from clipkit.compat import clip
+from disakit.clipkit.compat import clip
 
 __all__ = ["CLIP_ARCHS", "SAVE_FORMATS", "build_random_clip", "save_clip"]
 

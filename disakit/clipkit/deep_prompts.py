@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clipkit.encoders import TextTower, VisionOutput, VisionTower
-from clipkit.model import PromptedCLIP
-from clipkit.prompts import ContextInit, PromptContext, init_context
+from disakit.clipkit.encoders import TextTower, VisionOutput, VisionTower
+from disakit.clipkit.model import PromptedCLIP
+from disakit.clipkit.prompts import ContextInit, PromptContext, init_context
 
 
 @dataclass

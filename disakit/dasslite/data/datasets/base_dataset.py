@@ -10,7 +10,7 @@ import random
 from collections import defaultdict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from dasslite.utils import check_isfile
+from disakit.dasslite.utils import check_isfile
 
 __all__ = ["Datum", "DatasetBase", "make_datum_unchecked"]
 

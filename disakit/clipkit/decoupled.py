@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clipkit.encoders import TextTower, VisionTower, block_forward
+from disakit.clipkit.encoders import TextTower, VisionTower, block_forward
 
 I2PMode = Literal["gated", "joint"]
 P2IMode = Literal["full", "causal", "none"]

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 import torch
 import torch.nn as nn
 
-from runkit.safe_load import UnsafeCheckpointError, safe_torch_load
+from disakit.runkit.safe_load import UnsafeCheckpointError, safe_torch_load
 
 from .tools import mkdir_if_missing
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from clipkit.encoders import VisionTower
+from disakit.clipkit.encoders import VisionTower
 
 MaskFill = Literal["grey", "mean", "black"]
 MASK_FILLS: tuple[str, ...] = ("grey", "mean", "black")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clipkit.encoders import TextTower, VisionTower
+from disakit.clipkit.encoders import TextTower, VisionTower
 
 
 class PromptedCLIP(nn.Module):
