@@ -26,7 +26,8 @@ from typing import Any, Iterable, Mapping, Optional
 
 __all__ = [
     "RECORD_FILE", "CONFIG_FILE", "IGNORED_KEYS", "RunIdentityError", "flatten_cfg",
-    "make_identity", "fingerprint", "read_record", "identity_diff", "RunRecord",
+    "make_identity", "fingerprint", "read_record", "identity_diff", "has_work", "RunRecord",
+    "RunSession",
 ]
 
 RECORD_FILE = "run.json"
@@ -88,7 +89,7 @@ def identity_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _has_work(folder: Path) -> bool:
+def has_work(folder: Path) -> bool:
     """Whether ``folder`` holds anything a run produced (a log or a checkpoint)."""
     if not folder.is_dir():
         return False
@@ -121,10 +122,10 @@ class RunRecord:
         """
         old = read_record(self.folder)
         if old is None:
-            return "legacy" if _has_work(self.folder) else "new"
+            return "legacy" if has_work(self.folder) else "new"
         if old.get("fingerprint") == self.fingerprint:
             return "same"
-        if not _has_work(self.folder):
+        if not has_work(self.folder):
             return "new"
         diff = identity_diff(old.get("identity", {}), self.identity)
         if overwrite:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from .lock import describe, holder_alive, read_holder
-from .record import RunIdentityError, _has_work, read_record
+from .record import RunIdentityError, has_work, read_record
 
 __all__ = ["RESUME_BANNER_PREFIX", "resume_banner", "JobState", "log_is_complete", "job_state",
            "last_error_line"]
@@ -93,7 +93,7 @@ def job_state(folder: Path | str, training: bool,
     except RunIdentityError as err:
         return JobState("failed", str(err))
     if (fingerprint and record and record.get("fingerprint") != fingerprint
-            and _has_work(folder)):
+            and has_work(folder)):
         return JobState("mismatch", f"recorded {record.get('fingerprint')}, requested "
                                     f"{fingerprint}")
     holder = read_holder(folder)
@@ -107,7 +107,7 @@ def job_state(folder: Path | str, training: bool,
         return JobState("failed", record.get("error") or last_error_line(log))
     if record and record.get("status") == "finished":  # finished, but no result in the log
         return JobState("failed", "the run ended without a result block in log.txt")
-    if _has_work(folder):
+    if has_work(folder):
         error = last_error_line(log)
         return JobState("interrupted", error or "stopped before its result (killed?)")
     return JobState("pending")
