@@ -3,7 +3,9 @@
 Registry names follow upstream (``ImageNet``, ``Caltech101``, ``OxfordPets``, ``StanfordCars``,
 ``OxfordFlowers``, ``Food101``, ``FGVCAircraft``, ``SUN397``, ``DescribableTextures``,
 ``EuroSAT``, ``UCF101``, ``ImageNetV2``, ``ImageNetSketch``, ``ImageNetA``, ``ImageNetR``); the
-layouts are described in DATASETS.md. Shared logic is in :mod:`datasets.common` (splits,
+layouts are described in DATASETS.md. ``ImageFolder`` (:mod:`datasets.imagefolder`) reads a
+user's own class folders from a dataset YAML, and :mod:`datasets.check` is ``python -m disakit
+check-data``. Shared logic is in :mod:`datasets.common` (splits,
 subsampling, checks), :mod:`datasets.cache` (few-shot and ImageNet caches) and
 :mod:`datasets.base` (reader templates); :mod:`datasets.synthetic` writes tiny fake copies of
 every layout for tests and demos.
@@ -14,6 +16,7 @@ from . import (  # noqa: F401  (registration by import side effect)
     eurosat,
     fgvc_aircraft,
     food101,
+    imagefolder,
     imagenet,
     imagenet_a,
     imagenet_r,

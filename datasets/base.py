@@ -69,8 +69,13 @@ class CoOpDataset(DatasetBase):
         """Registry name, used in messages."""
         return type(self).__name__
 
+    def locate(self, root: str) -> str:
+        """The dataset folder (must exist): ``root/<dataset_dir>``; ImageFolder reads it from
+        the config instead."""
+        return require_path(os.path.join(root, type(self).dataset_dir), self.name)
+
     def _set_paths(self, root: str) -> None:
-        self.dataset_dir = require_path(os.path.join(root, type(self).dataset_dir), self.name)
+        self.dataset_dir = self.locate(root)
         self.image_dir = (
             os.path.join(self.dataset_dir, self.image_subdir) if self.image_subdir
             else self.dataset_dir

@@ -259,13 +259,15 @@ def _strip_prefix(impath: str, path_prefix: str) -> str:
 
 def save_split(
     train: Sequence[Datum], val: Sequence[Datum], test: Sequence[Datum], filepath: str,
-    path_prefix: str, generated: str = "",
+    path_prefix: str, generated: str = "", extra: Optional[Dict[str, object]] = None,
 ) -> None:
     """Write a split JSON (indent 4) with paths relative to ``path_prefix``.
 
     Prints ``Saved split to <path>``. A non-empty ``generated`` is stored under the extra key
     ``"generated"`` (readers ignore unknown keys), so that every later run reading this file
-    warns again that it is not an official split.
+    warns again that it is not an official split; ``extra`` adds further keys (the ImageFolder
+    reader records how it made its split). The file is written to a temporary name and renamed,
+    so concurrent runs never read half a file.
     """
     def _extract(items: Sequence[Datum]) -> list:
         return [(_strip_prefix(it.impath, path_prefix), it.label, it.classname) for it in items]
@@ -273,7 +275,14 @@ def save_split(
     split = {"train": _extract(train), "val": _extract(val), "test": _extract(test)}
     if generated:
         split["generated"] = generated
-    write_json(split, filepath)
+    split.update(extra or {})
+    tmp = f"{filepath}.tmp-{os.getpid()}"
+    try:
+        write_json(split, tmp)
+        os.replace(tmp, filepath)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     print(f"Saved split to {filepath}")
 
 

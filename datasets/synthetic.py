@@ -31,6 +31,7 @@ from .synthetic_names import class_table, imagenet_table
 __all__ = [
     "DATASET_FOLDERS", "DEFAULT_NUM_CLASSES", "DEFAULT_PER_CLASS", "resolve_name",
     "dataset_folder", "expected_classnames", "make_dataset", "make_all", "label_of_image",
+    "make_image_folder",
 ]
 
 DEFAULT_NUM_CLASSES = 5
@@ -432,3 +433,32 @@ def make_all(root: Path, names: Optional[Sequence[str]] = None, **kwargs) -> Dic
     """:func:`make_dataset` for several datasets (default: all 15); ``{registry: folder}``."""
     names = list(DATASET_FOLDERS) if names is None else [resolve_name(n) for n in names]
     return {name: make_dataset(name, root, **kwargs) for name in names}
+
+
+def make_image_folder(
+    folder: Path, *, num_classes: int = DEFAULT_NUM_CLASSES, per_class: int = 10,
+    subsets: Optional[Dict[str, int]] = None, classnames_txt: bool = True,
+    image_size: int = 32, seed: int = 0,
+) -> List[Tuple[str, str]]:
+    """Write a user-style class-folder tree for the ``ImageFolder`` reader at ``folder``.
+
+    Plain ``folder/<class>/<n>.jpg`` with ``per_class`` images per class, or, with ``subsets``
+    (e.g. ``{"train": 6, "val": 2, "test": 3}``), ``folder/<subset>/<class>/<n>.jpg``. Folder
+    names are Food101's raw class names (``apple_pie``, ...); ``classnames_txt`` adds
+    ``classnames.txt`` mapping each to a readable name (``Apple Pie``). Returns
+    ``[(folder name, class name)]`` in label order.
+    """
+    folder = Path(folder)
+    table = [(raw, raw.replace("_", " ").title() if classnames_txt else raw)
+             for raw, _ in class_table("Food101", num_classes)]
+    painter = _Painter(image_size, seed)
+    counts = subsets or {"": per_class}
+    index = 0
+    for subset, count in counts.items():
+        for label, (raw, _) in enumerate(table):
+            for i in range(count):
+                index += 1
+                painter.save(folder / subset / raw / f"{subset or 'img'}_{i:04d}.jpg", label, index)
+    if classnames_txt:
+        (folder / "classnames.txt").write_text("".join(f"{raw} {name}\n" for raw, name in table))
+    return table

@@ -1,6 +1,7 @@
 """Every bundled trainer's ``TRAINER.<NAME>.*`` config keys, declared in one place.
 
-``extend_cfg`` adds them (and ``DATASET.SUBSAMPLE_CLASSES``) to the engine defaults before any
+``extend_cfg`` adds them (and ``DATASET.SUBSAMPLE_CLASSES`` and the ImageFolder reader's
+``DATASET_KEYS``) to the engine defaults before any
 YAML is merged, because yacs rejects keys that do not exist yet. The node name is the trainer's
 registry name upper-cased (``clean_cfg`` relies on it). Documented in docs/methods/; float
 options have float defaults so that YAML values type-check (write ``8.0``, not ``8``).
@@ -49,9 +50,20 @@ TRAINER_KEYS: dict[str, dict[str, Any]] = {
 }
 
 
+# The generic ImageFolder reader's keys (datasets/imagefolder.py; DATASETS.md, "Bring your own
+# dataset"): DIR = folder under DATASET.ROOT (or absolute) with one sub-folder per class;
+# SPLIT_FILE = a CoOp split JSON (relative to DIR or absolute; "" = train/ val/ test/ folders or
+# a generated split); SPLIT_FRACTIONS = train, val shares of that generated split (test = rest);
+# SPLIT_SEED = its seed (fixed, so every run seed uses the same split).
+DATASET_KEYS: dict[str, Any] = {"DIR": "", "SPLIT_FILE": "", "SPLIT_FRACTIONS": (0.5, 0.2),
+                                "SPLIT_SEED": 1}
+
+
 def extend_cfg(cfg: CN) -> None:
     """Add the toolkit's keys to an engine default config (docs/engine.md#configuration)."""
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
+    for key, value in DATASET_KEYS.items():
+        cfg.DATASET[key] = value
     for node, keys in TRAINER_KEYS.items():
         cfg.TRAINER[node] = CN(dict(keys))
 
