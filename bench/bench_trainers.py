@@ -58,7 +58,7 @@ from disakit.trainers.config import extend_cfg  # noqa: E402
 register(verbose=False)
 
 DEFAULT_TRAINERS = ("CoOp", "CoCoOp", "KgCoOp", "MaPLe", "IVLP", "PromptSRC", "VPT", "DAPT", "DPL",
-                    "DiSa")
+                    "DiSa", "TCP")
 DEPTH_KEYS = ("PROMPT_DEPTH", "PROMPT_DEPTH_TEXT", "PROMPT_DEPTH_VISION")
 
 
@@ -73,6 +73,8 @@ def trainer_cfg(trainer: str, args: argparse.Namespace, layers: int):
     for key in DEPTH_KEYS:
         if key in node:
             node[key] = min(node[key], layers)
+    if "CLASS_TOKEN_LAYER" in node:  # TCP's class-aware tokens: a block index (0-based)
+        node.CLASS_TOKEN_LAYER = min(node.CLASS_TOKEN_LAYER, layers - 1)
     if args.batch_size:
         cfg.DATALOADER.TRAIN_X.BATCH_SIZE = args.batch_size
     return cfg

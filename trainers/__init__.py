@@ -1,4 +1,5 @@
 """Bundled trainers. Importing this package registers every trainer in the seam's registry."""
 from disakit.trainers import cocoop, coop, ivlp, kgcoop, maple, promptsrc, vpt, zsclip  # noqa: F401
 from disakit.trainers import dapt, disa, dpl  # noqa: F401
+from disakit.trainers import tcp  # noqa: F401
 from disakit.trainers.config import TRAINER_KEYS, extend_cfg  # noqa: F401

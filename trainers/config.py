@@ -38,6 +38,10 @@ TRAINER_KEYS: dict[str, dict[str, Any]] = {
             "PROMPT_DEPTH_VISION": 9, "MODALITY": "both", "TEXT_TEMPLATE": "a photo of a {}.",
             "I2P": "gated", "P2I": "full", "P2P": "full", "PROMPT_UPDATE": "residual",
             "GATE_INIT": 0.0, "GATE_PER_HEAD": True, "PREC": "fp16"},
+    # TCP (docs/methods/tcp.md): "" templates mean the dataset's entry of TCP's tables.
+    "TCP": {"N_CTX": 4, "CTX_INIT": "", "N_CLASS_TOKENS": 4, "CLASS_TOKEN_LAYER": 8,
+            "TEMPLATE": "", "KNOWLEDGE_TEMPLATE": "", "W": 8.0, "ADAM_EPS": 0.001,
+            "PREC": "fp16"},
     "DISA": {"N_CTX_TEXT": 4, "N_CTX_VISION": 4, "PROMPT_DEPTH_TEXT": 9,
              "PROMPT_DEPTH_VISION": 9, "CTX_INIT": "a photo of a", "PREC": "fp16",
              "FROZEN_TEMPLATES": "imagenet60", "SR_MODE": "scl", "SR_LOGITS_WEIGHT": 1.0,

@@ -7,7 +7,8 @@ place where every method's prompts enter CLIP:
 
 * text: prompt embeddings come in as the input sequence (CoOp-style context, layer 0); deep
   prompts overwrite positions ``1 .. 1+n`` before layers ``1 .. J-1`` (MaPLe / IVLP / PromptSRC /
-  DiSa);
+  DiSa); a :class:`TokenOverwrite` writes per-sequence (per-class) tokens over given positions at
+  the input of one given layer (TCP's class-aware tokens);
 * vision: prompts are appended after the positional embedding (``"append"``, MaPLe family and VPT) or
   inserted after ``ln_pre`` between CLS and the patches (``"after_cls"``, DAPT); deep prompts
   overwrite the same slots before later layers.
@@ -65,6 +66,39 @@ def _check_deep_prompts(deep: Sequence[Optional[Tensor]], n_layers: int, tower: 
         )
 
 
+@dataclass
+class TokenOverwrite:
+    """Per-sequence tokens that replace positions ``start .. start+n`` at the input of block
+    ``layer`` (0-based; 0 is the embedded input, positional embedding included).
+
+    ``tokens`` is (N, n, D), one row of ``n`` tokens per sequence (per class: TCP's class-aware
+    tokens), or (n, D) for all sequences. The positions are those of the sequence entering that
+    block, after truncation (see the module docstring); the overwrite replaces the hidden states
+    there entirely, and the blocks from ``layer`` on carry the result on (it is not re-applied).
+    """
+
+    layer: int
+    tokens: Tensor
+    start: int = 1
+
+    def check(self, n_layers: int, n_seq: int, length: int, width: int) -> None:
+        """Fail with a clear message when the overwrite cannot apply to this pass."""
+        tokens = self.tokens
+        if not 0 <= self.layer < n_layers:
+            raise ValueError(f"token overwrite at layer {self.layer}, but the text tower has "
+                             f"{n_layers} layers (0..{n_layers - 1})")
+        if tokens.dim() not in (2, 3) or tokens.shape[-1] != width:
+            raise ValueError(f"overwrite tokens must be (N, n, {width}) or (n, {width}), got "
+                             f"{tuple(tokens.shape)}")
+        if tokens.dim() == 3 and tokens.shape[0] != n_seq:
+            raise ValueError(f"overwrite tokens hold {tokens.shape[0]} sequences, the pass "
+                             f"{n_seq}")
+        end = self.start + tokens.shape[-2]
+        if self.start < 0 or end > length:
+            raise ValueError(f"overwrite positions {self.start}..{end - 1} lie outside the "
+                             f"{length} positions of the pass (truncated at the last EOT)")
+
+
 class TextTower(nn.Module):
     """CLIP's text encoder with a prompt-embedding entry point (``encode_embeddings``).
 
@@ -107,6 +141,7 @@ class TextTower(nn.Module):
         deep_prompts: Sequence[Optional[Tensor]] = (),
         prompt_start: int = 1,
         truncate: bool = True,
+        token_overwrite: Optional[TokenOverwrite] = None,
     ) -> Tensor:
         """Encode prompt embeddings (N, L, D) into projected text features (N, E).
 
@@ -117,15 +152,22 @@ class TextTower(nn.Module):
             deep_prompts: entry ``i`` (a (n, D) or (N, n, D) tensor, or None) overwrites
                 positions ``prompt_start .. prompt_start+n`` before layer ``i + 1``.
             truncate: run only positions ``0 .. max(eot)`` (exact; see module docstring).
+            token_overwrite: per-sequence tokens written over given positions at the input of
+                one layer (:class:`TokenOverwrite`); at a layer that also has a deep prompt,
+                the deep prompt is written first.
         """
         _check_deep_prompts(deep_prompts, self.num_layers, "text")
         if truncate:
             embeds = embeds[:, : int(eot.max()) + 1]
         length = embeds.shape[1]
+        if token_overwrite is not None:
+            token_overwrite.check(self.num_layers, embeds.shape[0], length, self.width)
         x = embeds.to(self.dtype) + self.positional_embedding[:length].to(self.dtype)
         for i, block in enumerate(self.blocks):
             if 1 <= i <= len(deep_prompts) and deep_prompts[i - 1] is not None:
                 x = _overwrite_slots(x, deep_prompts[i - 1], prompt_start)
+            if token_overwrite is not None and i == token_overwrite.layer:
+                x = _overwrite_slots(x, token_overwrite.tokens, token_overwrite.start)
             x = block_forward(block, x, causal=True)
         return self.project(x, eot)
 

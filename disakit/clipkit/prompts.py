@@ -80,20 +80,43 @@ def init_context(embed: Embedder, width: int, n_ctx: int, ctx_init: str = "",
     return ContextInit(torch.empty(shape).normal_(0.0, std), " ".join(["X"] * n_ctx))
 
 
+def check_context_template(template: str, n_ctx: int) -> None:
+    """A template holds one ``{}`` and at least ``n_ctx`` tokens before it (which the context
+    replaces), so that the context never overwrites the class name."""
+    if template.count("{}") != 1:
+        raise ValueError(f"prompt template {template!r} must contain '{{}}' (the class name) "
+                         "exactly once")
+    before = template.split("{}")[0].strip()
+    if bpe_length(before) < n_ctx:
+        raise ValueError(f"prompt template {template!r} has {bpe_length(before)} tokens before "
+                         f"the class name, fewer than the {n_ctx} context tokens that replace "
+                         "them; start it with that many words, e.g. 'X X X X {}.'")
+
+
 class PromptContext(nn.Module):
     """Learnable context + class-dependent fixed token buffers -> prompt embeddings.
 
     ``forward()`` returns ``(embeds, eot)`` with embeds (C, L*, D) ready for
     :meth:`clipkit.encoders.TextTower.encode_embeddings`. An optional per-image ``shift`` (B, D)
     (CoCoOp's meta-net output) gives (B, C, L*, D).
+
+    ``template`` (TCP): each class prompt is ``template.format(name)`` instead of
+    ``"<prefix text> <name>."``, and the context replaces the tokens at positions
+    ``1 .. n_ctx`` of that sentence, whatever they are (e.g. "X X X X" or "a photo of a").
     """
 
-    def __init__(self, init: ContextInit, position: ClassTokenPosition = "end") -> None:
+    def __init__(self, init: ContextInit, position: ClassTokenPosition = "end",
+                 template: Optional[str] = None) -> None:
         super().__init__()
         if position not in ("end", "middle", "front"):
             raise ValueError(f"class token position must be end/middle/front, got {position!r}")
+        if template is not None:
+            check_context_template(template, init.n_ctx)
+            if position != "end":
+                raise ValueError("a prompt template fixes the class position; use position 'end'")
         self.ctx = nn.Parameter(init.vectors)
         self.prefix_text = init.prefix_text
+        self.template = template
         self.position = position
         self.classnames: list[str] = []
 
@@ -113,7 +136,10 @@ class PromptContext(nn.Module):
                 f"class-specific context (CSC) was learned for {self.ctx.shape[0]} classes and "
                 f"cannot be used for {len(names)} classes; train with CSC False to transfer"
             )
-        tokens = tokenize([f"{self.prefix_text} {name}." for name in names])
+        if self.template is None:
+            tokens = tokenize([f"{self.prefix_text} {name}." for name in names])
+        else:
+            tokens = tokenize([self.template.format(name) for name in names])
         eot = tokens.argmax(dim=-1)
         length = int(eot.max()) + 1
         device = self.ctx.device

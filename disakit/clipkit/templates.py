@@ -42,6 +42,42 @@ KGCOOP_TEMPLATES: dict[str, str] = {
     **CUSTOM_TEMPLATES, "DescribableTextures": "a photo of a {}, a type of texture."
 }
 
+# TCP (docs/methods/tcp.md), as in its official code. TCP_TEMPLATES: the learned prompt; its
+# first 4 tokens are replaced by the context, also where they are words ("a photo of a" for
+# UCF101 and the ImageNet family). StanfordCars has no final period there (as upstream).
+_IMAGENET_FAMILY = ("ImageNet", "ImageNetSketch", "ImageNetV2", "ImageNetA", "ImageNetR")
+TCP_TEMPLATES: dict[str, str] = {
+    "OxfordPets": "X X X X {}, a type of pet.",
+    "OxfordFlowers": "X X X X {}, a type of flower.",
+    "FGVCAircraft": "X X X X {}, a type of aircraft.",
+    "DescribableTextures": "X X X X {} texture.",
+    "EuroSAT": "X X X X {}.",
+    "StanfordCars": "X X X X {}, a type of car",
+    "Food101": "X X X X {}, a type of food.",
+    "SUN397": "X X X X {}.",
+    "Caltech101": "X X X X {}.",
+    "UCF101": "a photo of a person doing {}.",
+    **{name: "a photo of a {}." for name in _IMAGENET_FAMILY},
+}
+# TCP's hand-crafted prompts: the frozen class features that feed its class-aware token
+# generator and its knowledge-guided term.
+TCP_KNOWLEDGE_TEMPLATES: dict[str, str] = {
+    "OxfordPets": "a photo of a {}, a type of pet.",
+    "OxfordFlowers": "a photo of a {}, a type of flower.",
+    "FGVCAircraft": "a photo of an aircraft {}.",
+    "DescribableTextures": "a photo of a {}, a type of texture.",
+    "EuroSAT": "a centered satellite photo of {}.",
+    "StanfordCars": "a photo of a {}.",
+    "Food101": "a photo of a {}, a type of food.",
+    "SUN397": "a photo of a {}.",
+    "Caltech101": "a photo of a {}.",
+    "UCF101": "a photo of a person doing {}.",
+    **{name: "a photo of a {}." for name in _IMAGENET_FAMILY},
+}
+# Datasets outside TCP's tables (toolkit choice): 4 context tokens before the class name, and
+# the generic hand-crafted prompt.
+TCP_DEFAULT_TEMPLATE = "X X X X {}."
+
 SELECT7: tuple[str, ...] = (
     "itap of a {}.",
     "a bad photo of the {}.",

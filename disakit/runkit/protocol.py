@@ -79,7 +79,32 @@ DAPT_PER_DATASET = {
     "ucf101": _dapt("20.0", "0.1", "0.1"),
 }
 
-# Per trainer: config per protocol. "few_shot" maps shots -> config; "*_imagenet" overrides;
+def _tcp(template: str, knowledge: str) -> list[str]:
+    return ["TRAINER.TCP.TEMPLATE", template, "TRAINER.TCP.KNOWLEDGE_TEMPLATE", knowledge]
+
+
+# TCP's per-dataset prompt and hand-crafted templates (docs/methods/tcp.md), as its official
+# code keys them by dataset. The trainer falls back to the same table (disakit/clipkit/templates.py)
+# for an empty key; here they are explicit options, so a trailing option beats the table and the
+# table beats the config file. The ImageNet family shares ImageNet's entry.
+_TCP_IMAGENET = _tcp("a photo of a {}.", "a photo of a {}.")
+TCP_PER_DATASET = {
+    "oxford_pets": _tcp("X X X X {}, a type of pet.", "a photo of a {}, a type of pet."),
+    "oxford_flowers": _tcp("X X X X {}, a type of flower.", "a photo of a {}, a type of flower."),
+    "fgvc_aircraft": _tcp("X X X X {}, a type of aircraft.", "a photo of an aircraft {}."),
+    "dtd": _tcp("X X X X {} texture.", "a photo of a {}, a type of texture."),
+    "eurosat": _tcp("X X X X {}.", "a centered satellite photo of {}."),
+    "stanford_cars": _tcp("X X X X {}, a type of car", "a photo of a {}."),
+    "food101": _tcp("X X X X {}, a type of food.", "a photo of a {}, a type of food."),
+    "sun397": _tcp("X X X X {}.", "a photo of a {}."),
+    "caltech101": _tcp("X X X X {}.", "a photo of a {}."),
+    "ucf101": _tcp("a photo of a person doing {}.", "a photo of a person doing {}."),
+    **{name: _TCP_IMAGENET for name in ("imagenet", "imagenetv2", "imagenet_sketch",
+                                        "imagenet_a", "imagenet_r")},
+}
+
+# Per trainer: config per protocol. "few_shot" maps shots -> config; "<protocol>_<dataset>"
+# (e.g. "base2new_imagenet") overrides it for that dataset;
 # "few_shot_opts" maps a dataset to extra KEY VALUE options (before the user's own);
 # "dataset_opts" does the same for every phase run on that dataset.
 METHODS: dict[str, dict] = {
@@ -112,6 +137,13 @@ METHODS: dict[str, dict] = {
     "DPL": _base2new_everywhere(
         "vit_b16_c2_ep5_batch4_4+4ctx", xd="vit_b16_c2_ep2_batch4_4+4ctx_cross_datasets",
         few_shot={s: "vit_b16_c2_ep50_batch4_4+4ctx_few_shot" for s in FEW_SHOTS}),
+    # TCP published base-to-novel only: 50 epochs, 25 on ImageNet and SUN397 (the epoch its
+    # script evaluates there); the other protocols use the base-to-novel configs.
+    "TCP": _base2new_everywhere(
+        "vit_b16_ep100_ctxv1", base2new_imagenet="vit_b16_ep25_ctxv1",
+        base2new_sun397="vit_b16_ep25_ctxv1", xd="vit_b16_ep25_ctxv1",
+        few_shot_imagenet="vit_b16_ep25_ctxv1", few_shot_sun397="vit_b16_ep25_ctxv1",
+        dataset_opts=TCP_PER_DATASET),
     "ZeroshotCLIP": {"zeroshot": "vit_b16"},
     "ZeroshotCLIP2": {"zeroshot": "vit_b16"},
 }
@@ -127,8 +159,8 @@ def config_name(trainer: str, protocol: str, dataset: str = "", shots: int = 16,
     table = METHODS.get(trainer)
     if table is None:
         raise SystemExit(f"unknown trainer {trainer!r}; scripts exist for {sorted(METHODS)}")
-    if dataset == "imagenet" and f"{protocol}_imagenet" in table:
-        return table[f"{protocol}_imagenet"]
+    if dataset and f"{protocol}_{dataset}" in table:  # e.g. base2new_imagenet
+        return table[f"{protocol}_{dataset}"]
     entry = table.get(protocol)
     if entry is None:
         raise SystemExit(f"{trainer} has no {protocol} protocol in scripts/protocol.py")

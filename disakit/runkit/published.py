@@ -5,8 +5,8 @@ source``:
 
 * ``method``: the trainer name when the toolkit has that method (``ZeroshotCLIP`` is CLIP with
   the hand-crafted template, ``CoOp``, ``CoCoOp``, ``KgCoOp``, ``MaPLe``, ``IVLP``, ``VPT``,
-  ``PromptSRC``, ...), so a report joins on the trainer; other published methods and variants
-  under names of their own (``ProDA``, ``ProGrad``, ``TCP``, ``MMA``, ``CoPrompt``,
+  ``PromptSRC``, ``TCP``, ...), so a report joins on the trainer; other published methods and
+  variants under names of their own (``ProDA``, ``ProGrad``, ``MMA``, ``CoPrompt``,
   ``CoOp (KgCoOp reproduction)``, ``IVLP 2+2 (MaPLe)``, ...).
 * ``setting``: ``base2new``, ``xd`` (cross-dataset), ``dg`` (domain generalisation) or
   ``fewshot``.
