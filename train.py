@@ -66,13 +66,16 @@ def setup_cfg(args: argparse.Namespace):
     """Defaults -> toolkit keys -> dataset YAML -> trainer YAML -> flags -> opts, then freeze."""
     cfg = get_cfg_default()
     extend_cfg(cfg)
+    # The trainer's upstream key spellings are translated (e.g. KgCoOp's TRAINER.COOP.*).
     if args.dataset_config_file:
         merge_checked(cfg, args.dataset_config_file,
-                      f"--dataset-config-file {args.dataset_config_file}")
+                      f"--dataset-config-file {args.dataset_config_file}",
+                      trainer=args.trainer or cfg.TRAINER.NAME)
     if args.config_file:
-        merge_checked(cfg, args.config_file, f"--config-file {args.config_file}")
+        merge_checked(cfg, args.config_file, f"--config-file {args.config_file}",
+                      trainer=args.trainer or cfg.TRAINER.NAME)
     reset_cfg(cfg, args)
-    merge_checked(cfg, list(args.opts), "the command-line options")
+    merge_checked(cfg, list(args.opts), "the command-line options", trainer=cfg.TRAINER.NAME)
     check_values(cfg)
     cfg.freeze()
     return cfg

@@ -189,15 +189,31 @@ def _ancestors(path: str) -> list[str]:
         path = parent
 
 
-def merge_checked(cfg: CN, source: str | list, what: str) -> None:
-    """``merge_from_file`` / ``merge_from_list`` with errors that name the key and the fix."""
+def merge_checked(cfg: CN, source: str | list, what: str, trainer: str = "") -> None:
+    """``merge_from_file`` / ``merge_from_list`` with errors that name the key and the fix.
+
+    ``trainer`` (the run's trainer name): its upstream spellings are translated first, with a
+    printed note (e.g. KgCoOp's ``TRAINER.COOP.CTX_INIT True``; see :mod:`trainers.upstream`).
+    """
+    from disakit.trainers.upstream import UpstreamKeyError, translate_list, translate_node
+
     if isinstance(source, str):
         check_config_file(source, what)
     try:
         if isinstance(source, str):
-            cfg.merge_from_file(source)
+            with open(source, "r", encoding="utf-8") as f:
+                loaded = cfg.load_cfg(f)  # what merge_from_file does, with a translation step
+            notes = translate_node(trainer, loaded, what)
+        else:
+            source, notes = translate_list(trainer, list(source), what)
+        for note in notes:
+            print(f"Note: {note}")
+        if isinstance(source, str):
+            cfg.merge_from_other_cfg(loaded)
         else:
             cfg.merge_from_list(source)
+    except UpstreamKeyError as err:
+        raise ConfigError(f"{err} (in {what})") from None
     except (KeyError, AssertionError) as err:
         text = str(err.args[0]) if err.args else str(err)
         if "odd length" in text:
