@@ -97,13 +97,20 @@ def run_identity(cfg, args: argparse.Namespace) -> dict:
     return make_identity(cfg, extra)
 
 
+def default_identity() -> dict:
+    """The identity of the default config: keys a newer version added compare as defaults."""
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    return make_identity(cfg)
+
+
 def main(args: argparse.Namespace) -> None:
     cfg = setup_cfg(args)
     check_output_dir(cfg.OUTPUT_DIR)
     if not cfg.OUTPUT_DIR:
         return run(cfg, args)
     session = RunSession(cfg.OUTPUT_DIR, run_identity(cfg, args), cfg.dump(),
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, defaults=default_identity())
     with session:
         if session.kind == "legacy":
             print(f"Note: {cfg.OUTPUT_DIR} has no run record (written by other code?); its config "

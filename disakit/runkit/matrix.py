@@ -12,7 +12,6 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 from . import protocol
 from .jobs import Job
-from .record import fingerprint
 from .state import JobState, job_state
 
 __all__ = ["BENCHMARKS", "XD_TARGETS", "DG_TARGETS", "SETTINGS", "MatrixError", "expand",
@@ -138,6 +137,7 @@ def job_states(jobs: Sequence[Job]) -> dict[str, JobState]:
     resolves its whole config), so a fresh 1,000-job table is read in a blink.
     """
     states = {}
+    defaults: Optional[dict] = None
     for job in jobs:
         if not job.out_dir.exists():
             states[job.key] = JobState("pending")
@@ -145,6 +145,7 @@ def job_states(jobs: Sequence[Job]) -> dict[str, JobState]:
         ns = protocol.build_parser().parse_args(
             ["--trainer", job.trainer, job.phase, *job.positional, *job.opts])
         args, out_dir, _ = protocol.phase_jobs(ns, dict(job.env))
-        fp = fingerprint(protocol.requested_identity(args))
-        states[job.key] = job_state(out_dir, job.is_train, fp)
+        defaults = protocol.default_identity() if defaults is None else defaults
+        states[job.key] = job_state(out_dir, job.is_train, protocol.requested_identity(args),
+                                    defaults)
     return states

@@ -35,7 +35,6 @@ from typing import Mapping
 
 import yaml
 
-from disakit.runkit.record import fingerprint
 from disakit.runkit.state import JobState, job_state
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (train.py, configs/, scripts/)
@@ -193,23 +192,33 @@ class ProtocolError(SystemExit):
         super().__init__(f"Error: {message}")
 
 
-def requested_identity(train_args: list[str]) -> dict:
-    """The identity (runkit.record) that ``train.py train_args`` would record, computed here.
-
-    Why in-process: deciding "finished" needs the *requested* run's fingerprint; comparing
-    only the log's end signal skipped jobs whose options had changed.
-    """
+def _train_module():
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import train  # noqa: PLC0415  (heavy: torch, trainers; only when a job is checked)
 
+    return train
+
+
+def requested_identity(train_args: list[str]) -> dict:
+    """The identity (runkit.record) that ``train.py train_args`` would record, computed here.
+
+    Why in-process: deciding "finished" needs the *requested* run's identity; comparing only
+    the log's end signal skipped jobs whose options had changed.
+    """
+    train = _train_module()
     args = train.build_parser().parse_args(train_args)
     return train.run_identity(train.setup_cfg(args), args)
 
 
+def default_identity() -> dict:
+    """The identity of the default config (keys a newer version added compare as defaults)."""
+    return _train_module().default_identity()
+
+
 def job_status(train_args: list[str], out_dir: Path, training: bool) -> JobState:
     """The job's state, judged against the requested configuration (see runkit.state)."""
-    return job_state(out_dir, training, fingerprint(requested_identity(train_args)))
+    return job_state(out_dir, training, requested_identity(train_args), default_identity())
 
 
 def run_train_py(args: list[str], out_dir: Path, done_signal: str) -> int:

@@ -79,13 +79,26 @@ def read_record(folder: Path | str) -> Optional[dict[str, Any]]:
                                "only if you know which config produced this folder") from None
 
 
-def identity_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """``KEY: old -> new`` for every key whose value differs (missing keys shown as <unset>)."""
+_UNSET = "<unset>"
+
+
+def identity_diff(old: Mapping[str, Any], new: Mapping[str, Any],
+                  defaults: Optional[Mapping[str, Any]] = None) -> list[str]:
+    """``KEY: old -> new`` for every key whose value differs (missing keys shown as <unset>).
+
+    With ``defaults`` (the identity of the default config), a key that only one side has and
+    whose value there is its default is no difference: a config key added by a newer toolkit
+    version (defaulting to the old behaviour) must not orphan every folder finished before.
+    """
     lines = []
     for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
-        if a != b:
-            lines.append(f"{key}: {a!r} -> {b!r}")
+        a, b = old.get(key, _UNSET), new.get(key, _UNSET)
+        if a == b:
+            continue
+        if defaults is not None and key in defaults and _UNSET in (a, b) \
+                and (b if a == _UNSET else a) == defaults[key]:
+            continue
+        lines.append(f"{key}: {a!r} -> {b!r}")
     return lines
 
 
@@ -104,6 +117,7 @@ class RunRecord:
     folder: Path
     identity: dict[str, Any]
     command: list[str]
+    defaults: Optional[dict[str, Any]] = None  # identity of the default config (identity_diff)
 
     @property
     def fingerprint(self) -> str:
@@ -127,7 +141,11 @@ class RunRecord:
             return "same"
         if not has_work(self.folder):
             return "new"
-        diff = identity_diff(old.get("identity", {}), self.identity)
+        diff = identity_diff(old.get("identity", {}), self.identity, self.defaults)
+        if not diff:
+            print(f"Note: {self.folder} was recorded by an earlier version of the toolkit; the "
+                  "config keys added since keep their defaults, so this is the same run")
+            return "same"
         if overwrite:
             self._move_aside()
             return "new"
@@ -187,10 +205,11 @@ class RunSession:
     """
 
     def __init__(self, folder: Path | str, identity: dict[str, Any], config_text: str,
-                 command: Optional[list[str]] = None, overwrite: bool = False) -> None:
+                 command: Optional[list[str]] = None, overwrite: bool = False,
+                 defaults: Optional[dict[str, Any]] = None) -> None:
         from .lock import FolderLock
 
-        self.record = RunRecord(Path(folder), identity, command or command_line())
+        self.record = RunRecord(Path(folder), identity, command or command_line(), defaults)
         self.lock = FolderLock(folder)
         self.config_text = config_text
         self.overwrite = overwrite

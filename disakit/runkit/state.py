@@ -11,10 +11,10 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from .lock import describe, holder_alive, read_holder
-from .record import RunIdentityError, has_work, read_record
+from .record import RunIdentityError, fingerprint, has_work, identity_diff, read_record
 
 __all__ = ["RESUME_BANNER_PREFIX", "resume_banner", "JobState", "log_is_complete", "job_state",
            "last_error_line"]
@@ -80,11 +80,12 @@ class JobState:
         return self.status in ("pending", "failed", "interrupted")
 
 
-def job_state(folder: Path | str, training: bool,
-              fingerprint: Optional[str] = None) -> JobState:
+def job_state(folder: Path | str, training: bool, identity: Optional[Mapping[str, Any]] = None,
+              defaults: Optional[Mapping[str, Any]] = None) -> JobState:
     """The state of the job whose output folder is ``folder``.
 
-    ``fingerprint`` is the requested run's; a folder holding work of another fingerprint is
+    ``identity`` is the requested run's (``defaults`` the default config's, see
+    :func:`~disakit.runkit.record.identity_diff`); a folder holding work of another identity is
     ``mismatch`` (the run would refuse it), whatever its progress.
     """
     folder = Path(folder)
@@ -92,10 +93,11 @@ def job_state(folder: Path | str, training: bool,
         record = read_record(folder)
     except RunIdentityError as err:
         return JobState("failed", str(err))
-    if (fingerprint and record and record.get("fingerprint") != fingerprint
-            and has_work(folder)):
-        return JobState("mismatch", f"recorded {record.get('fingerprint')}, requested "
-                                    f"{fingerprint}")
+    if identity is not None and record and has_work(folder) \
+            and record.get("fingerprint") != fingerprint(identity):
+        diff = identity_diff(record.get("identity", {}), identity, defaults)
+        if diff:
+            return JobState("mismatch", "; ".join(diff[:3]) + (" ..." if len(diff) > 3 else ""))
     holder = read_holder(folder)
     if holder is not None and holder_alive(holder):
         return JobState("running", describe(holder))
