@@ -17,7 +17,9 @@ initialised CLIP of the chosen architecture, and driven with synthetic images:
   "n/a" (the process's peak RSS is printed below the table instead).
 
 Prompt depths larger than the architecture's layers (e.g. depth 9 on the 2-layer ``tiny``) are
-clamped to its layer count. Class names are synthetic (``"synthetic class <i>"``); trainers that
+clamped to its layer count, TCP's class-token layer to its last block, MMRL's representation
+layers to those it has (the last one if none). Class names are synthetic
+(``"synthetic class <i>"``); trainers that
 need class prototypes (DiSa, DAPT) get random unit vectors. DiSa's step includes its frozen
 IMAGENET60 text bank only in the untimed warm-up (it is computed once per run).
 
@@ -58,7 +60,7 @@ from disakit.trainers.config import extend_cfg  # noqa: E402
 register(verbose=False)
 
 DEFAULT_TRAINERS = ("CoOp", "CoCoOp", "KgCoOp", "MaPLe", "IVLP", "PromptSRC", "VPT", "DAPT", "DPL",
-                    "DiSa", "TCP")
+                    "DiSa", "TCP", "MMRL", "MMRLpp")
 DEPTH_KEYS = ("PROMPT_DEPTH", "PROMPT_DEPTH_TEXT", "PROMPT_DEPTH_VISION")
 
 
@@ -75,6 +77,8 @@ def trainer_cfg(trainer: str, args: argparse.Namespace, layers: int):
             node[key] = min(node[key], layers)
     if "CLASS_TOKEN_LAYER" in node:  # TCP's class-aware tokens: a block index (0-based)
         node.CLASS_TOKEN_LAYER = min(node.CLASS_TOKEN_LAYER, layers - 1)
+    if "REP_LAYERS" in node:  # MMRL's 1-indexed representation layers: keep those that exist
+        node.REP_LAYERS = [l for l in node.REP_LAYERS if l <= layers] or [layers]
     if args.batch_size:
         cfg.DATALOADER.TRAIN_X.BATCH_SIZE = args.batch_size
     return cfg

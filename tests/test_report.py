@@ -183,14 +183,18 @@ def test_published_file_marks_methods_without_public_numbers():
 
 def test_published_hm_and_averages_are_consistent():
     """H = 2BN/(B+N) within 0.01; the 11 datasets average to the published Base/New; the
-    cross-dataset and DG targets average to the published average. The one exception is the
-    PromptSRC README's ProDA row, whose printed Novel does not give its printed HM."""
+    cross-dataset and DG targets average to the published average. The two exceptions are the
+    PromptSRC README's ProDA row, whose printed Novel does not give its printed HM, and MMRL's
+    DTD row, whose HM is printed as 73.82 where its Base and Novel give 73.92."""
     numbers = pub.published_values()
     problems = pub.consistency_problems(pub.load_published())
-    assert len(problems) == 1 and problems[0].startswith("ProDA base2new average"), problems
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("MMRL base2new dtd: H 73.82 but 2BN/(B+N) = 73.92"), problems
+    assert problems[1].startswith("ProDA base2new average"), problems
     checked = 0
     for (method, setting, dataset, shots, metric), h in numbers.items():
-        if setting != "base2new" or metric != "hm" or method == "ProDA":
+        if setting != "base2new" or metric != "hm" or method == "ProDA" or (
+                method, dataset) == ("MMRL", "dtd"):
             continue
         b = numbers[(method, setting, dataset, shots, "base")]
         n = numbers[(method, setting, dataset, shots, "new")]
@@ -198,7 +202,8 @@ def test_published_hm_and_averages_are_consistent():
         checked += 1
     assert checked >= 6 * 12 + 8
     per_dataset = {m for (m, s, d, _, _) in numbers if s == "base2new" and d == "imagenet"}
-    assert per_dataset == {"ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "MaPLe", "PromptSRC"}
+    assert per_dataset == {"ZeroshotCLIP", "CoOp", "CoCoOp", "KgCoOp", "MaPLe", "PromptSRC",
+                           "MMRL"}
     for method in per_dataset:
         for metric in ("base", "new"):
             mean = np.mean([numbers[(method, "base2new", d, 16, metric)]

@@ -51,6 +51,13 @@ TRAINER_KEYS: dict[str, dict[str, Any]] = {
              "MASK_TEXT": "gt", "MASK_PROB": 1.0, "DIR_WEIGHT": 1.0, "DIR_FORM": "cosine",
              "DIR_TAU": 0.01, "DIR_PROTO_NORMALIZE": True, "DIR_PROTO_TRANSFORM": "test",
              "GPA": True, "GPA_MEAN": 15.0, "GPA_STD": 1.0},
+    # MMRL / MMRL++ (docs/methods/mmrl.md, docs/methods/mmrlpp.md). REP_LAYERS are 1-indexed;
+    # TASK picks the inference logits (auto, B2N, FS, CD) in place of upstream's top-level TASK.
+    "MMRL": {"ALPHA": 0.7, "REG_WEIGHT": 1.0, "REP_LAYERS": [6, 7, 8, 9, 10, 11, 12],
+             "REP_DIM": 512, "N_REP_TOKENS": 5, "PREC": "fp16", "TASK": "auto"},
+    "MMRLPP": {"ALPHA": 0.7, "BETA": 0.9, "REG_WEIGHT": 1.0,
+               "REP_LAYERS": [6, 7, 8, 9, 10, 11, 12], "REP_DIM": 512, "N_REP_TOKENS": 5,
+               "PROJ_LORA_DIM": 64, "RES_LORA_DIM": 4, "PREC": "fp16", "TASK": "auto"},
 }
 
 

@@ -11,7 +11,11 @@ place where every method's prompts enter CLIP:
   the input of one given layer (TCP's class-aware tokens);
 * vision: prompts are appended after the positional embedding (``"append"``, MaPLe family and VPT) or
   inserted after ``ln_pre`` between CLS and the patches (``"after_cls"``, DAPT); deep prompts
-  overwrite the same slots before later layers.
+  overwrite the same slots before later layers;
+* both towers: a :class:`TokenInsertion` grows the sequence mid-network, inserting K tokens
+  after CLS / the start-of-text token at the input of one block and refreshing them at later
+  blocks, plainly or mixed with the previous block's output (MMRL, MMRL++; text: the causal
+  mask covers the new width and the EOT index shifts by K).
 
 Two exact speed-ups live here as well:
 
@@ -99,6 +103,66 @@ class TokenOverwrite:
                              f"{length} positions of the pass (truncated at the last EOT)")
 
 
+@dataclass
+class TokenInsertion:
+    """A slot that grows the sequence mid-network by K tokens and refreshes them per block.
+
+    At the input of block ``layer`` (0-based), ``tokens[0]`` ((K, D), or (N, K, D) per sequence)
+    is *inserted* at position ``at`` (1: right after CLS / the start-of-text token), so the
+    sequence grows from L to L + K; the text tower's causal mask covers the new width and its EOT
+    index shifts by K. At the input of block ``layer + i`` (i >= 1), ``tokens[i]`` overwrites
+    those K positions: with ``beta`` 1.0 plainly (MMRL), otherwise as
+    ``beta * tokens[i] + (1 - beta) * x`` with ``x`` the previous block's output there (MMRL++).
+    A None entry, and every block past the list, carries the K positions on unchanged. The
+    inserted tokens get no positional embedding. Positions of other slots (deep prompts, token
+    overwrites) are those of the sequence entering that block, so after the insertion they
+    count the K tokens.
+    """
+
+    layer: int
+    tokens: Sequence[Optional[Tensor]]
+    beta: float = 1.0
+    at: int = 1
+
+    @property
+    def n_tokens(self) -> int:
+        """K, the number of inserted positions."""
+        return self.tokens[0].shape[-2]
+
+    def check(self, n_layers: int, width: int, tower: str) -> None:
+        """Fail with a clear message when the insertion cannot apply to this tower."""
+        if not self.tokens or self.tokens[0] is None:
+            raise ValueError("a token insertion needs the tokens to insert (tokens[0])")
+        if not 0 <= self.layer < n_layers:
+            raise ValueError(f"token insertion at block {self.layer}, but the {tower} tower has "
+                             f"{n_layers} blocks (0..{n_layers - 1})")
+        if self.layer + len(self.tokens) > n_layers:
+            raise ValueError(f"token insertion at block {self.layer} with {len(self.tokens)} "
+                             f"token sets runs past the {tower} tower's {n_layers} blocks")
+        for i, tokens in enumerate(self.tokens):
+            if tokens is not None and (tokens.dim() not in (2, 3) or tokens.shape[-1] != width
+                                       or tokens.shape[-2] != self.n_tokens):
+                raise ValueError(f"insertion tokens[{i}] must be ({self.n_tokens}, {width}) or "
+                                 f"(N, {self.n_tokens}, {width}), got {tuple(tokens.shape)}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"insertion mixing beta must be in [0, 1], got {self.beta}")
+        if self.at < 1:
+            raise ValueError(f"insertion position must be >= 1 (after CLS / SOT), got {self.at}")
+
+    def apply(self, x: Tensor, block: int) -> Tensor:
+        """``x`` (N, L, D) as it enters block ``block``: grown, overwritten, mixed or unchanged."""
+        step = block - self.layer
+        if step < 0 or step >= len(self.tokens) or self.tokens[step] is None:
+            return x
+        new = _batched(self.tokens[step], x)
+        at, k = self.at, new.shape[1]
+        if step == 0:
+            return torch.cat([x[:, :at], new, x[:, at:]], dim=1)
+        if self.beta != 1.0:
+            new = self.beta * new + (1.0 - self.beta) * x[:, at:at + k]
+        return torch.cat([x[:, :at], new, x[:, at + k:]], dim=1)
+
+
 class TextTower(nn.Module):
     """CLIP's text encoder with a prompt-embedding entry point (``encode_embeddings``).
 
@@ -142,6 +206,7 @@ class TextTower(nn.Module):
         prompt_start: int = 1,
         truncate: bool = True,
         token_overwrite: Optional[TokenOverwrite] = None,
+        insertion: Optional[TokenInsertion] = None,
     ) -> Tensor:
         """Encode prompt embeddings (N, L, D) into projected text features (N, E).
 
@@ -155,8 +220,13 @@ class TextTower(nn.Module):
             token_overwrite: per-sequence tokens written over given positions at the input of
                 one layer (:class:`TokenOverwrite`); at a layer that also has a deep prompt,
                 the deep prompt is written first.
+            insertion: K tokens inserted after the start-of-text token at the input of one
+                block and refreshed at later blocks (:class:`TokenInsertion`); the feature is
+                then read at ``eot + K``. Applied after the deep prompt and overwrite slots.
         """
         _check_deep_prompts(deep_prompts, self.num_layers, "text")
+        if insertion is not None:
+            insertion.check(self.num_layers, self.width, "text")
         if truncate:
             embeds = embeds[:, : int(eot.max()) + 1]
         length = embeds.shape[1]
@@ -168,8 +238,10 @@ class TextTower(nn.Module):
                 x = _overwrite_slots(x, deep_prompts[i - 1], prompt_start)
             if token_overwrite is not None and i == token_overwrite.layer:
                 x = _overwrite_slots(x, token_overwrite.tokens, token_overwrite.start)
+            if insertion is not None:
+                x = insertion.apply(x, i)  # causal attention covers the grown width
             x = block_forward(block, x, causal=True)
-        return self.project(x, eot)
+        return self.project(x, eot if insertion is None else eot + insertion.n_tokens)
 
     def project(self, x: Tensor, eot: Tensor) -> Tensor:
         """Final LayerNorm at each sequence's EOT position, then the text projection."""
@@ -240,11 +312,21 @@ class VisionTower(nn.Module):
         deep_prompts: Sequence[Optional[Tensor]] = (),
         position: VisualPromptPosition = "append",
         return_tokens: bool = False,
+        insertion: Optional[TokenInsertion] = None,
     ) -> VisionOutput:
-        """Encode images (N, 3, H, W); ``prompts`` (n, width) or (N, n, width) enter layer 0."""
+        """Encode images (N, 3, H, W); ``prompts`` (n, width) or (N, n, width) enter layer 0.
+
+        ``insertion`` (:class:`TokenInsertion`) inserts K tokens after CLS at the input of one
+        block and refreshes them at later blocks (after any deep-prompt overwrite of that block);
+        ``return_tokens`` then includes them at positions ``1 .. K``.
+        """
         if not self.is_vit:
+            if insertion is not None:
+                raise ValueError("token insertion needs a ViT backbone (e.g. ViT-B/16)")
             return self._forward_resnet(images, prompts, deep_prompts, return_tokens)
         _check_deep_prompts(deep_prompts, self.num_layers, "vision")
+        if insertion is not None:
+            insertion.check(self.num_layers, self.width, "vision")
         if prompts is None and any(p is not None for p in deep_prompts):
             raise ValueError("deep visual prompts need layer-0 prompts (their slots) as well")
         x = self._embed_patches(images.to(self.dtype))
@@ -258,6 +340,8 @@ class VisionTower(nn.Module):
         for i, block in enumerate(self.visual.transformer.resblocks):
             if 1 <= i <= len(deep_prompts) and deep_prompts[i - 1] is not None:
                 x = _overwrite_slots(x, deep_prompts[i - 1], start)
+            if insertion is not None:
+                x = insertion.apply(x, i)
             x = block_forward(block, x)
         return VisionOutput(self.project_cls(x), x if return_tokens else None)
 

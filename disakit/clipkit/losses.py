@@ -173,3 +173,21 @@ def directional_regularization(form: DirForm, image: Tensor, prototypes: Tensor,
     if form == "l2":
         return squared_distance(image, targets)
     raise ValueError(f"DIR_FORM must be one of {list(DIR_FORMS)}, got {form!r}")
+
+
+def representation_terms(logits_class: Tensor, logits_rep: Tensor, labels: Tensor,
+                         image: Tensor, frozen_image: Tensor, text: Tensor, frozen_text: Tensor,
+                         alpha: float, reg_weight: float) -> dict[str, Tensor]:
+    """MMRL's and MMRL++'s weighted terms (docs/methods/mmrl.md); their sum is the loss:
+
+    ``α·CE(s_c, y) + (1−α)·CE(s_r, y) + λ·[1 − mean_b cos(f_c,b, f̃_b)] + λ·[1 − mean_c cos(t_c, t̃_c)]``
+    with ``f_c`` the class-token image features, ``f̃`` the frozen CLIP's of the same batch, ``t``
+    the class features and ``t̃`` the frozen template's. Keys ``loss_ce``, ``loss_ce_rep``,
+    ``loss_reg_image``, ``loss_reg_text``.
+    """
+    return {
+        "loss_ce": alpha * cross_entropy(logits_class, labels),
+        "loss_ce_rep": (1.0 - alpha) * cross_entropy(logits_rep, labels),
+        "loss_reg_image": reg_weight * knowledge_guidance(image, frozen_image, eps=1e-8),
+        "loss_reg_text": reg_weight * knowledge_guidance(text, frozen_text, eps=1e-8),
+    }

@@ -102,10 +102,73 @@ TCP_PER_DATASET = {
                                         "imagenet_a", "imagenet_r")},
 }
 
+# MMRL's and MMRL++'s published per-dataset tables (docs/methods/mmrl.md, docs/methods/mmrlpp.md),
+# as the official train.py applies them: after the config files, before the command-line
+# options (the table beats the YAML, a trailing option beats the table). MMRL has one table for
+# every task; MMRL++ one for base-to-novel and few-shot (lambda and beta) and one for the
+# cross-dataset / DG runs (the source's lambda and beta, and beta per target: beta also acts at
+# test time). The official scripts also pass TASK per phase and, for MMRL's cross-dataset runs,
+# REG_WEIGHT 0.2 (source) and REP_DIM 512 (targets: EuroSAT's 2048 could not load the ImageNet
+# checkpoint); see MMRL_PHASES / MMRLPP_PHASES.
+def _per_dataset(node: str, table: dict[str, tuple]) -> dict[str, list[str]]:
+    keys = ("REG_WEIGHT", "BETA") if node == "MMRLPP" else ("REG_WEIGHT", "REP_DIM")
+    return {dataset: [item for key, value in zip(keys, values) if value is not None
+                      for item in (f"TRAINER.{node}.{key}", value)]
+            for dataset, values in table.items()}
+
+
+MMRL_PER_DATASET = _per_dataset("MMRL", {
+    "stanford_cars": ("7.0",), "fgvc_aircraft": ("6.0",), "sun397": ("6.0",), "dtd": ("6.0",),
+    "food101": ("5.0",), "oxford_flowers": ("4.0",), "ucf101": ("3.0",), "imagenet": ("0.5",),
+    "caltech101": ("0.5",), "oxford_pets": ("0.2",), "eurosat": ("0.01", "2048"),
+})
+MMRLPP_PER_DATASET = _per_dataset("MMRLPP", {  # base-to-novel and few-shot: (lambda, beta)
+    "imagenet": ("0.2", "0.9"), "fgvc_aircraft": ("2.0", "0.9"), "ucf101": ("3.0", "0.9"),
+    "dtd": ("7.0", "0.9"), "oxford_pets": ("0.01", "0.7"), "stanford_cars": ("6.0", "0.7"),
+    "caltech101": ("3.0", "0.6"), "sun397": ("3.0", "0.5"), "oxford_flowers": ("7.0", "0.4"),
+    "eurosat": ("0.01", "0.2"), "food101": ("1.0", "0.1"),
+})
+MMRLPP_CROSS_DATASET = _per_dataset("MMRLPP", {  # source (lambda, beta); targets: beta
+    "imagenet": ("0.1", "0.9"), "imagenetv2": (None, "0.9"), "imagenet_r": (None, "0.9"),
+    "imagenet_a": (None, "0.8"), "imagenet_sketch": (None, "0.7"), "fgvc_aircraft": (None, "0.9"),
+    "ucf101": (None, "0.9"), "sun397": (None, "0.7"), "oxford_pets": (None, "0.6"),
+    "caltech101": (None, "0.6"), "dtd": (None, "0.5"), "oxford_flowers": (None, "0.4"),
+    "stanford_cars": (None, "0.3"), "eurosat": (None, "0.3"), "food101": (None, "0.3"),
+})
+
+
+def _tasks(node: str) -> dict[str, dict[str, list[str]]]:
+    """``phase_opts`` setting ``TRAINER.<node>.TASK`` per phase, as the official scripts do."""
+    task = {"base2new_train": "B2N", "base2new_test": "B2N", "few_shot": "FS",
+            "xd_train": "CD", "xd_test": "CD", "dg_test": "CD"}
+    return {phase: {"*": [f"TRAINER.{node}.TASK", value]} for phase, value in task.items()}
+
+
+MMRL_PHASES = _tasks("MMRL")
+MMRL_PHASES["xd_train"]["*"] += ["TRAINER.MMRL.REG_WEIGHT", "0.2"]
+for _phase in ("xd_test", "dg_test"):
+    MMRL_PHASES[_phase]["*"] += ["TRAINER.MMRL.REG_WEIGHT", "0.2", "TRAINER.MMRL.REP_DIM", "512"]
+MMRLPP_PHASES = _tasks("MMRLPP")
+for _phase in ("base2new_train", "base2new_test", "few_shot"):
+    MMRLPP_PHASES[_phase].update(MMRLPP_PER_DATASET)
+for _phase in ("xd_train", "xd_test", "dg_test"):
+    MMRLPP_PHASES[_phase].update(MMRLPP_CROSS_DATASET)
+
+
+def _mmrl(dataset_opts: dict, phase_opts: dict) -> dict:
+    """MMRL's / MMRL++'s configs per protocol (the official scripts' choices)."""
+    return {"base2new": "vit_b16", "base2new_imagenet": "vit_b16_imagenet",
+            "xd": "vit_b16_cross_datasets",
+            "few_shot": {s: "vit_b16_few_shot" for s in FEW_SHOTS},
+            "few_shot_imagenet": "vit_b16_imagenet",
+            "dataset_opts": dataset_opts, "phase_opts": phase_opts}
+
+
 # Per trainer: config per protocol. "few_shot" maps shots -> config; "<protocol>_<dataset>"
 # (e.g. "base2new_imagenet") overrides it for that dataset;
 # "few_shot_opts" maps a dataset to extra KEY VALUE options (before the user's own);
-# "dataset_opts" does the same for every phase run on that dataset.
+# "dataset_opts" does the same for every phase run on that dataset; "phase_opts" maps a phase
+# to {dataset or "*" (every dataset): options}, placed after "dataset_opts" (so they win).
 METHODS: dict[str, dict] = {
     "CoOp": {
         "base2new": "vit_b16_ctxv1", "base2new_imagenet": "vit_b16_ep50_ctxv1",
@@ -143,6 +206,8 @@ METHODS: dict[str, dict] = {
         base2new_sun397="vit_b16_ep25_ctxv1", xd="vit_b16_ep25_ctxv1",
         few_shot_imagenet="vit_b16_ep25_ctxv1", few_shot_sun397="vit_b16_ep25_ctxv1",
         dataset_opts=TCP_PER_DATASET),
+    "MMRL": _mmrl(MMRL_PER_DATASET, MMRL_PHASES),
+    "MMRLpp": _mmrl({}, MMRLPP_PHASES),
     "ZeroshotCLIP": {"zeroshot": "vit_b16"},
     "ZeroshotCLIP2": {"zeroshot": "vit_b16"},
 }
@@ -279,6 +344,15 @@ def common(trainer: str, cfg_file: Path, dataset: str, seed: int, out_dir: Path,
             "--config-file", str(cfg_file), "--output-dir", str(out_dir)]
 
 
+def method_opts(trainer: str, phase: str, dataset: str) -> list[str]:
+    """The METHODS table's options for a job: ``dataset_opts``, then ``phase_opts`` (for every
+    dataset, then this one's); the user's trailing options come after them and win."""
+    table = METHODS.get(trainer, {})
+    by_phase = table.get("phase_opts", {}).get(phase, {})
+    return [*table.get("dataset_opts", {}).get(dataset, []), *by_phase.get("*", []),
+            *by_phase.get(dataset, [])]
+
+
 def phase_jobs(ns: argparse.Namespace,
                env: Mapping[str, str] | None = None) -> tuple[list[str], Path, str]:
     """train.py arguments, output dir and completion signal for the requested phase.
@@ -292,7 +366,7 @@ def phase_jobs(ns: argparse.Namespace,
     if t not in METHODS:
         raise ProtocolError(f"unknown trainer {t!r}; scripts exist for {', '.join(sorted(METHODS))}")
     dataset = check_dataset(getattr(ns, "dataset", "imagenet"))  # xd_train runs on ImageNet
-    opts = [*METHODS.get(t, {}).get("dataset_opts", {}).get(dataset, []), *ns.opts]
+    opts = [*method_opts(t, p, dataset), *ns.opts]
     shots = effective_shots(opts, env) if p != "few_shot" else 16
     if p == "few_shot" and _option(opts, "DATASET.NUM_SHOTS") not in (None, str(ns.shots)):
         raise ProtocolError("few_shot takes the shots as its SHOTS argument (few_shot.sh DATASET "

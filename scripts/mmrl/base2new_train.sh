@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# usage: bash scripts/mmrl/base2new_train.sh DATASET SEED [KEY VALUE ...]   (env: DATA, OUTPUT, SHOTS, CFG)
+# Thin wrapper: the protocol logic lives once in disakit/runkit/protocol.py (via the scripts/protocol.py shim).
+exec "$(dirname "$0")/../py" "$(dirname "$0")/../protocol.py" --trainer MMRL base2new_train "$@"
