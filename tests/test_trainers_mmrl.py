@@ -355,3 +355,32 @@ def test_every_protocol_has_a_script_and_an_existing_config(trainer, folder):
     for (name, dataset), cfg in expected.items():
         assert protocol.config_name(trainer, name, dataset, env={}) == cfg
         assert protocol.config_path(trainer, cfg).is_file()
+
+
+def test_official_spellings_give_the_same_run(tmp_path):
+    """The official MMRL++ config (``TRAINER: MMRLpp:``) and script options (``TASK B2N``,
+    ``TRAINER.MMRLpp.*``) resolve to the same config and run fingerprint as our spelling."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    import train
+
+    ours = REPO / "configs/trainers/MMRLpp/vit_b16.yaml"
+    text = ours.read_text()
+    official = tmp_path / "vit_b16.yaml"
+    official.write_text(text.replace("  MMRLPP:\n", "  MMRLpp:\n"))
+    common = ["--dataset-config-file", str(REPO / "configs/datasets/dtd.yaml"),
+              "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base"]
+
+    def identity(config: Path, *opts: str, trainer: str = "MMRLpp") -> dict:
+        args = train.build_parser().parse_args(["--trainer", trainer, "--config-file",
+                                                str(config), *common, *opts])
+        return train.run_identity(train.setup_cfg(args), args)
+
+    theirs = identity(official, "TASK", "B2N", "TRAINER.MMRLpp.REG_WEIGHT", "7.0")
+    mine = identity(ours, "TRAINER.MMRLPP.TASK", "B2N", "TRAINER.MMRLPP.REG_WEIGHT", "7.0")
+    assert theirs == mine and theirs["TRAINER.MMRLPP.TASK"] == "B2N"
+    old = identity(REPO / "configs/trainers/MMRL/vit_b16.yaml", "TRAINER.MMRL.SCALE", "0.6",
+                   "TASK", "FS", trainer="MMRL")
+    assert (old["TRAINER.MMRL.ALPHA"], old["TRAINER.MMRL.TASK"]) == (0.6, "FS")
+    with pytest.raises(ConfigError, match="TASK must be B2N, FS or CD"):
+        identity(official, "TASK", "XD")

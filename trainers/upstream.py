@@ -81,6 +81,13 @@ def _kgcoop_csc(key: str, value: Any) -> Any:
 
 
 _KGCOOP_READS = "here KgCoOp reads TRAINER.KGCOOP.*"
+_MMRL_TASK = "the official code's top-level TASK is the trainer's own key here"
+
+
+def _mmrl_task(key: str, value: Any) -> str:
+    if value not in ("B2N", "FS", "CD", "auto"):
+        raise UpstreamKeyError(f"{key} must be B2N, FS or CD, got {value!r}")
+    return value
 
 # trainer registry name -> upstream key (or "NODE.*" for a whole node) -> rule.
 UPSTREAM: dict[str, dict[str, Rule]] = {
@@ -99,6 +106,21 @@ UPSTREAM: dict[str, dict[str, Rule]] = {
                                                 "KgCoOp code"),
         "LOSS.*": Rule(None, _same, "ProGrad's LOSS node in KgCoOp's train.py, read by no "
                                     "KgCoOp code"),
+    },
+    "MMRL": {
+        "TASK": Rule("TRAINER.MMRL.TASK", _mmrl_task, _MMRL_TASK),
+        "TRAINER.MMRL.SCALE": Rule("TRAINER.MMRL.ALPHA", _as_float,
+                                   "the official code's earlier name of ALPHA"),
+    },
+    "MMRLpp": {
+        "TASK": Rule("TRAINER.MMRLPP.TASK", _mmrl_task, _MMRL_TASK),
+        **{f"TRAINER.MMRLpp.{key}": Rule(f"TRAINER.MMRLPP.{key}", convert,
+                                         "the node is the registry name upper-cased here")
+           for key, convert in (("ALPHA", _as_float), ("BETA", _as_float),
+                                ("REG_WEIGHT", _as_float), ("REP_LAYERS", _same),
+                                ("REP_DIM", _as_int), ("N_REP_TOKENS", _as_int),
+                                ("PROJ_LORA_DIM", _as_int), ("RES_LORA_DIM", _as_int),
+                                ("PREC", _as_str))},
     },
 }
 
