@@ -105,7 +105,8 @@ def test_interrupted_run_resumes_to_the_same_final_checkpoint(data_root, tiny_cl
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     log = (cut / "log.txt").read_text()  # one log: the killed attempt, a banner, the result
     assert log.count("=> Run continued") == 1 and log.count("* accuracy:") == 1
-    assert log.index("model.pth.tar-2") < log.index("=> Run continued") < log.index("=> result")
+    assert log.index("epoch [1/4]") < log.index("=> Run continued") < log.index("=> result")
+    assert "model.pth.tar-2" in log.split("=> Run continued")[0]  # line-buffered up to the kill
 
 
 def test_missing_backbone_names_the_searched_path(data_root, tmp_path):

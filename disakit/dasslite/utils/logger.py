@@ -33,7 +33,8 @@ class Logger:
             parent = osp.dirname(fpath)
             if parent:
                 mkdir_if_missing(parent)
-            self.file = open(fpath, mode)
+            # Line-buffered: a killed run's log holds every line printed before the kill.
+            self.file = open(fpath, mode, buffering=1)
 
     def __del__(self) -> None:
         self.close()
@@ -51,8 +52,10 @@ class Logger:
         return getattr(self.console, name)
 
     def write(self, msg: str) -> None:
-        self.console.write(msg)
+        # File first: whoever sees a line on the console (and then kills the run) finds it
+        # in the log too.
         self.write_file_only(msg)
+        self.console.write(msg)
 
     def write_file_only(self, msg: str) -> None:
         """Write ``msg`` to the log file only (used for tracebacks already shown on stderr)."""
