@@ -9,6 +9,10 @@ top-level name ``dassl``, so it cannot shadow a real installation.
 
 Set ``DASSL_BACKEND=dasslite`` to force the bundled engine even where ``dassl`` is installed,
 or ``DASSL_BACKEND=dassl`` to fail loudly when it is not.
+
+With a real Dassl, :mod:`disakit.dassl_compat` first adapts it to the installed torch (once,
+announced in one ``disakit: adapted Dassl ...`` line), and the trainers keep the bundled
+engine's checkpoint bookkeeping (:class:`RunBookkeeping`).
 """
 from __future__ import annotations
 
@@ -62,6 +66,46 @@ for _path, _names in EXPORTS.items():
     for _name in _names:
         globals()[_name] = getattr(_module, _name)
 
+# A real Dassl 0.6.3 fails on current torch (warm-up schedulers, checkpoint loading): adapt it
+# once, announced in one line (disakit/dassl_compat.py).
+if BACKEND == "dassl":
+    from disakit import dassl_compat
+
+    dassl_compat.adapt()
+
 # Checkpoints are read through the project's own safe loader whichever engine runs: a real
 # Dassl's ``load_checkpoint`` unpickles arbitrary objects (or fails on torch >= 2.6).
 from disakit.dasslite.utils.torchtools import load_checkpoint  # noqa: E402
+
+# The trainers' checkpoint bookkeeping is the bundled engine's whichever engine runs, so a run
+# (its resume points, random states, extra state such as GPA's) is the same on either engine and
+# a folder written by one resumes on the other.
+from disakit.dasslite.engine.base import TrainerBase as _LiteTrainerBase  # noqa: E402
+from disakit.dasslite.engine.trainer import SimpleTrainer as _LiteSimpleTrainer  # noqa: E402
+
+
+class RunBookkeeping:
+    """Put before the engine's trainer class in the bases (``class T(RunBookkeeping, TrainerX)``).
+
+    It gives, from the bundled engine (docs/engine.md#checkpoints): ``save_model`` (atomic files,
+    random states, the ``extra_checkpoint_state`` hook), ``resume_model_if_exist`` (stale
+    temporary files removed, the ``checkpoint`` pointer required, ``load_extra_checkpoint_state``
+    called, random states restored), ``before_train`` (resume, then the best val result so far)
+    and ``after_epoch`` (the rolling ``model-resume.pth.tar`` between kept checkpoints). On the
+    bundled engine these are the methods the trainer has anyway; on a real Dassl they replace
+    Dassl's, whose lifecycle otherwise runs unchanged.
+    """
+
+    save_model = _LiteTrainerBase.save_model
+    extra_checkpoint_state = _LiteTrainerBase.extra_checkpoint_state
+    load_extra_checkpoint_state = _LiteTrainerBase.load_extra_checkpoint_state
+    resume_model_if_exist = _LiteTrainerBase.resume_model_if_exist
+    _has_checkpoint = _LiteTrainerBase._has_checkpoint
+    before_train = _LiteSimpleTrainer.before_train
+    after_epoch = _LiteSimpleTrainer.after_epoch
+    _best_or_none = _LiteSimpleTrainer._best_or_none
+    _recorded_best_result = _LiteSimpleTrainer._recorded_best_result
+    _selects_on_test_set = _LiteSimpleTrainer._selects_on_test_set
+
+
+__all__.append("RunBookkeeping")

@@ -1,35 +1,16 @@
 """The seam uses an installed ``dassl`` when importable, and our engine never shadows it."""
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
 from pathlib import Path
 
 from conftest import REPO, run_cli
 
-# A stand-in "real Dassl": its own registries (distinct objects), the rest borrowed from
-# dasslite so that the trainer classes can subclass something real.
-FAKE_DASSL = {
-    "dassl/__init__.py": "",
-    "dassl/config/__init__.py": "from disakit.dasslite.config import get_cfg_default, clean_cfg\n",
-    "dassl/engine/__init__.py": textwrap.dedent("""
-        from disakit.dasslite.utils import Registry
-        from disakit.dasslite.engine import TrainerBase, SimpleTrainer, TrainerX, build_trainer
-        TRAINER_REGISTRY = Registry("TRAINER")
-    """),
-    "dassl/data/__init__.py": "from disakit.dasslite.data import DataManager, DatasetWrapper\n",
-    "dassl/data/datasets/__init__.py": textwrap.dedent("""
-        from disakit.dasslite.utils import Registry
-        from disakit.dasslite.data.datasets import Datum, DatasetBase, build_dataset
-        DATASET_REGISTRY = Registry("DATASET")
-    """),
-    "dassl/data/transforms/__init__.py": "from disakit.dasslite.data.transforms import build_transform\n",
-    "dassl/optim/__init__.py": "from disakit.dasslite.optim import build_optimizer, build_lr_scheduler\n",
-    "dassl/evaluation/__init__.py":
-        "from disakit.dasslite.evaluation import EVALUATOR_REGISTRY, build_evaluator\n",
-    "dassl/metrics/__init__.py": "from disakit.dasslite.metrics import compute_accuracy\n",
-    "dassl/utils/__init__.py": "from disakit.dasslite.utils import *\n",
-}
+# A stand-in "real Dassl": the test double of Dassl 0.6.3 in tests/fake_dassl (its own registries
+# and engine; see its dassl/__init__.py).
+FAKE_DASSL = Path(__file__).resolve().parent / "fake_dassl"
 
 PROBE = textwrap.dedent("""
     import dassl
@@ -46,17 +27,17 @@ PROBE = textwrap.dedent("""
 
 
 def _write_fake(root: Path) -> None:
-    for rel, text in FAKE_DASSL.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+    """Copy the test double to ``root`` (``root/dassl``), for a ``PYTHONPATH`` of its own."""
+    shutil.copytree(FAKE_DASSL / "dassl", root / "dassl",
+                    ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def test_real_dassl_is_used_when_importable(tmp_path: Path):
     _write_fake(tmp_path)
     env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "DASSL_BACKEND": ""}
-    out = run_cli(sys.executable, "-c", PROBE, env=env).stdout.split()
-    assert out == ["dassl", "True", "True", "False", "True"]
+    lines = run_cli(sys.executable, "-c", PROBE, env=env).stdout.splitlines()
+    assert lines[0].startswith("disakit: adapted Dassl 0.6.3 to torch ")  # dassl_compat's line
+    assert lines[1:] == ["dassl", "True", "True", "False", "True"]
 
 
 def test_bundled_engine_when_dassl_is_absent_or_forced(tmp_path: Path):

@@ -5,7 +5,8 @@ loading, precision, freezing, optimiser/scheduler registration, the train step (
 NaN check, per-epoch LR step), cached class text features at evaluation, and a ``load_model``
 that drops class-dependent buffers. A method subclass supplies ``CFG_NODE``, ``build_custom_clip``
 and ``compute_loss``. Everything Dassl comes from the seam (:mod:`dassl_api`), so the same class
-runs on our engine or on a real Dassl.
+runs on our engine or on a real Dassl; checkpoint bookkeeping (save, resume, the rolling resume
+point, extra checkpoint state) is the bundled engine's on either (``RunBookkeeping``).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from disakit.clipkit.loading import load_clip
 from disakit.clipkit.model import PromptedCLIP
 from disakit.clipkit.precision import PrecisionPolicy, check_prec, freeze_all_but
 from disakit.dassl_api import (build_lr_scheduler, build_optimizer, compute_accuracy, load_checkpoint,
-                       load_pretrained_weights, TRAINER_REGISTRY, TrainerBase, TrainerX)
+                       load_pretrained_weights, RunBookkeeping, TRAINER_REGISTRY, TrainerBase,
+                       TrainerX)
 from disakit.trainers.config import ConfigError
 
 
@@ -40,8 +42,12 @@ def load_clip_for(cfg) -> nn.Module:
     return clip_model
 
 
-class ClipTrainer(TrainerX):
-    """Base for trainers that wrap a frozen CLIP (zero-shot and prompt learners alike)."""
+class ClipTrainer(RunBookkeeping, TrainerX):
+    """Base for trainers that wrap a frozen CLIP (zero-shot and prompt learners alike).
+
+    ``RunBookkeeping`` first: its ``save_model``, ``resume_model_if_exist``, ``before_train`` and
+    ``after_epoch`` (the bundled engine's) take precedence over a real Dassl's.
+    """
 
     CFG_NODE: ClassVar[Optional[str]] = None  # e.g. "COOP" -> cfg.TRAINER.COOP
 

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 __all__ = [
-    "RECORD_FILE", "CONFIG_FILE", "IGNORED_KEYS", "RunIdentityError", "flatten_cfg",
-    "make_identity", "fingerprint", "read_record", "identity_diff", "has_work", "RunRecord",
-    "RunSession",
+    "RECORD_FILE", "CONFIG_FILE", "IGNORED_KEYS", "DASSL_ONLY_NODES", "RunIdentityError",
+    "flatten_cfg", "make_identity", "fingerprint", "read_record", "identity_diff", "has_work",
+    "RunRecord", "RunSession",
 ]
 
 RECORD_FILE = "run.json"
@@ -36,6 +36,16 @@ REPLACED_DIR = ".replaced"
 
 # Keys that say *where* a run reads and writes, or how chatty it is, not what it computes.
 IGNORED_KEYS = frozenset({"OUTPUT_DIR", "RESUME", "DATASET.ROOT", "TRAIN.PRINT_FREQ", "VERBOSE"})
+
+# Config nodes that only a real Dassl's defaults have (its own domain-adaptation, -generalisation
+# and semi-supervised trainers; the bundled engine leaves them out). No prompt learner reads them;
+# leaving them out of the identity makes a run the same run on either engine, so a folder
+# trained on one resumes (and is re-tested) on the other.
+DASSL_ONLY_NODES = frozenset({
+    "TRAINER.MCD", "TRAINER.MME", "TRAINER.CDAC", "TRAINER.SE", "TRAINER.M3SDA", "TRAINER.DAEL",
+    "TRAINER.CROSSGRAD", "TRAINER.DDAIG", "TRAINER.DAELDG", "TRAINER.DOMAINMIX",
+    "TRAINER.ENTMIN", "TRAINER.MEANTEACHER", "TRAINER.MIXMATCH", "TRAINER.FIXMATCH",
+})
 
 
 class RunIdentityError(RuntimeError):
@@ -57,9 +67,11 @@ def flatten_cfg(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def make_identity(cfg: Mapping[str, Any], extra: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
-    """Everything that determines a run's result: the resolved config (less ``IGNORED_KEYS``)
-    plus ``extra`` (backbone file digest, eval-only flags, the evaluated model's fingerprint)."""
-    identity = {k: v for k, v in flatten_cfg(cfg).items() if k not in IGNORED_KEYS}
+    """Everything that determines a run's result: the resolved config (less ``IGNORED_KEYS`` and
+    the ``DASSL_ONLY_NODES``) plus ``extra`` (backbone file digest, eval-only flags, the evaluated
+    model's fingerprint)."""
+    identity = {k: v for k, v in flatten_cfg(cfg).items()
+                if k not in IGNORED_KEYS and k.rpartition(".")[0] not in DASSL_ONLY_NODES}
     identity.update(extra or {})
     return json.loads(json.dumps(identity, sort_keys=True, default=str))
 

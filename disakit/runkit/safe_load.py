@@ -9,7 +9,9 @@ legitimate files hold:
 * our own files hold only tensors and plain Python data;
 * a real Dassl (and the CoOp / CoCoOp / KgCoOp / MaPLe / PromptSRC repositories that save through
   it) pickles its warm-up scheduler's ``successor``: a ``torch.optim.lr_scheduler`` object that
-  carries its optimizer (``SGD`` & co.), a ``collections.defaultdict`` and ``dict``;
+  carries its optimizer (``SGD`` & co.), whose state is a ``collections.defaultdict`` (torch's
+  unpickler fills only plain dicts, so it comes back as a ``dict``: nothing reads that copy of
+  the optimizer, the live one is restored from the file's ``optimizer`` entry);
 * ``val_result`` may be a numpy scalar.
 
 Rebuilding those classes runs no code of the file's choosing (the unpickler only sets their
@@ -43,6 +45,16 @@ def _optional(module: Any, names: tuple[str, ...]) -> list[Any]:
     return [getattr(module, name) for name in names if hasattr(module, name)]
 
 
+def _defaultdict_as_dict(default_factory: Any = None, *args: Any) -> dict:
+    """Unpickles a ``collections.defaultdict`` as a plain ``dict``.
+
+    Why: a trained optimizer pickled inside a real Dassl's scheduler keeps its per-parameter state
+    in a ``defaultdict``, and torch's weights-only unpickler refuses to fill any mapping but a
+    plain ``dict`` (``Can only SETITEM for dict ...``). The default factory is dropped.
+    """
+    return {}
+
+
 def allowed_globals() -> list[Any]:
     """The classes legitimate checkpoints pickle (ours need none; real Dassl's need these)."""
     import collections
@@ -50,7 +62,8 @@ def allowed_globals() -> list[Any]:
     import torch.optim as optim
     import torch.optim.lr_scheduler as sched
 
-    allowed: list[Any] = [collections.defaultdict, collections.OrderedDict, dict, set, frozenset]
+    allowed: list[Any] = [(_defaultdict_as_dict, "collections.defaultdict"),
+                          collections.OrderedDict, dict, set, frozenset]
     allowed += _optional(sched, ("LRScheduler", "_LRScheduler", "StepLR", "MultiStepLR",
                                  "CosineAnnealingLR", "ExponentialLR", "LambdaLR"))
     allowed += _optional(optim, ("SGD", "Adam", "AdamW", "RMSprop", "RAdam", "Adagrad"))
