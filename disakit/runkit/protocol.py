@@ -288,7 +288,10 @@ def job_status(train_args: list[str], out_dir: Path, training: bool) -> JobState
 
 def run_train_py(args: list[str], out_dir: Path, done_signal: str) -> int:
     """Run train.py unless the same job already finished; never overwrite finished outputs."""
-    state = job_status(args, out_dir, training=done_signal == "Finish training")
+    # A job whose folder does not exist yet is pending: skip resolving its identity (importing
+    # torch and every trainer here costs seconds per job of a table).
+    state = (job_status(args, out_dir, training=done_signal == "Finish training")
+             if out_dir.exists() else JobState("pending"))
     if state.status == "done":
         print(f"Oops! The results exist at {out_dir} (so skip this job)")
         return 0
