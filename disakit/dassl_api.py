@@ -16,9 +16,9 @@ engine's checkpoint bookkeeping (:class:`RunBookkeeping`).
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
+from typing import TYPE_CHECKING
 
 
 def _choose_backend() -> str:
@@ -42,46 +42,87 @@ def _choose_backend() -> str:
 BACKEND: str = _choose_backend()
 
 
-# Dassl module path (without the leading "dassl.") -> the names re-exported from it.
-EXPORTS: dict[str, tuple[str, ...]] = {
-    "config": ("get_cfg_default", "clean_cfg"),
-    "engine": ("TRAINER_REGISTRY", "build_trainer", "TrainerBase", "SimpleTrainer", "TrainerX"),
-    "data": ("DataManager", "DatasetWrapper"),
-    "data.datasets": ("DATASET_REGISTRY", "build_dataset", "Datum", "DatasetBase"),
-    "data.transforms": ("build_transform",),
-    "optim": ("build_optimizer", "build_lr_scheduler"),
-    "evaluation": ("EVALUATOR_REGISTRY", "build_evaluator"),
-    "metrics": ("compute_accuracy",),
-    "utils": ("Registry", "check_availability", "setup_logger", "set_random_seed",
-              "collect_env_info", "mkdir_if_missing", "check_isfile", "read_json", "write_json",
-              "read_image", "listdir_nohidden", "load_checkpoint", "save_checkpoint",
-              "resume_from_checkpoint", "load_pretrained_weights", "count_num_param",
-              "AverageMeter", "MetricMeter"),
-}
-__all__ = ["BACKEND", *(name for names in EXPORTS.values() for name in names)]
+# The re-exported names, written out so that static tools (mypy, IDEs) see them. For the type
+# checker the bundled engine's objects stand for both engines (``TYPE_CHECKING`` picks that
+# branch); at run time the real Dassl's are used when it is the backend. The two branches import
+# the same names from the same module paths (``dasslite`` mirrors Dassl's layout).
+if TYPE_CHECKING or BACKEND == "dasslite":
+    from disakit.dasslite.config import clean_cfg, get_cfg_default
+    from disakit.dasslite.data import DataManager, DatasetWrapper
+    from disakit.dasslite.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, build_dataset
+    from disakit.dasslite.data.transforms import build_transform
+    from disakit.dasslite.engine import (
+        TRAINER_REGISTRY,
+        SimpleTrainer,
+        TrainerBase,
+        TrainerX,
+        build_trainer,
+    )
+    from disakit.dasslite.evaluation import EVALUATOR_REGISTRY, build_evaluator
+    from disakit.dasslite.metrics import compute_accuracy
+    from disakit.dasslite.optim import build_lr_scheduler, build_optimizer
+    from disakit.dasslite.utils import (
+        AverageMeter,
+        MetricMeter,
+        Registry,
+        check_availability,
+        check_isfile,
+        collect_env_info,
+        count_num_param,
+        listdir_nohidden,
+        load_pretrained_weights,
+        mkdir_if_missing,
+        read_image,
+        read_json,
+        resume_from_checkpoint,
+        save_checkpoint,
+        set_random_seed,
+        setup_logger,
+        write_json,
+    )
+else:
+    from dassl.config import clean_cfg, get_cfg_default
+    from dassl.data import DataManager, DatasetWrapper
+    from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, build_dataset
+    from dassl.data.transforms import build_transform
+    from dassl.engine import TRAINER_REGISTRY, SimpleTrainer, TrainerBase, TrainerX, build_trainer
+    from dassl.evaluation import EVALUATOR_REGISTRY, build_evaluator
+    from dassl.metrics import compute_accuracy
+    from dassl.optim import build_lr_scheduler, build_optimizer
+    from dassl.utils import (
+        AverageMeter,
+        MetricMeter,
+        Registry,
+        check_availability,
+        check_isfile,
+        collect_env_info,
+        count_num_param,
+        listdir_nohidden,
+        load_pretrained_weights,
+        mkdir_if_missing,
+        read_image,
+        read_json,
+        resume_from_checkpoint,
+        save_checkpoint,
+        set_random_seed,
+        setup_logger,
+        write_json,
+    )
 
-for _path, _names in EXPORTS.items():
-    _module = importlib.import_module(
-        f"{'dassl' if BACKEND == 'dassl' else 'disakit.dasslite'}.{_path}")
-    for _name in _names:
-        globals()[_name] = getattr(_module, _name)
-
-# A real Dassl 0.6.3 fails on current torch (warm-up schedulers, checkpoint loading): adapt it
-# once, announced in one line (disakit/dassl_compat.py).
-if BACKEND == "dassl":
+    # A real Dassl 0.6.3 fails on current torch (warm-up schedulers, checkpoint loading): adapt
+    # it once, announced in one line (disakit/dassl_compat.py).
     from disakit import dassl_compat
 
     dassl_compat.adapt()
 
-# Checkpoints are read through the project's own safe loader whichever engine runs: a real
-# Dassl's ``load_checkpoint`` unpickles arbitrary objects (or fails on torch >= 2.6).
-from disakit.dasslite.utils.torchtools import load_checkpoint  # noqa: E402
-
 # The trainers' checkpoint bookkeeping is the bundled engine's whichever engine runs, so a run
 # (its resume points, random states, extra state such as GPA's) is the same on either engine and
-# a folder written by one resumes on the other.
+# a folder written by one resumes on the other. Checkpoints are read through the project's own
+# safe loader whichever engine runs: a real Dassl's ``load_checkpoint`` unpickles arbitrary
+# objects (or fails on torch >= 2.6).
 from disakit.dasslite.engine.base import TrainerBase as _LiteTrainerBase  # noqa: E402
 from disakit.dasslite.engine.trainer import SimpleTrainer as _LiteSimpleTrainer  # noqa: E402
+from disakit.dasslite.utils.torchtools import load_checkpoint  # noqa: E402
 
 
 class RunBookkeeping:
@@ -108,4 +149,18 @@ class RunBookkeeping:
     _selects_on_test_set = _LiteSimpleTrainer._selects_on_test_set
 
 
-__all__.append("RunBookkeeping")
+__all__ = [
+    "BACKEND", "RunBookkeeping", "load_checkpoint",
+    # config, engine, data
+    "get_cfg_default", "clean_cfg", "TRAINER_REGISTRY", "build_trainer", "TrainerBase",
+    "SimpleTrainer", "TrainerX", "DataManager", "DatasetWrapper", "DATASET_REGISTRY",
+    "build_dataset", "Datum", "DatasetBase", "build_transform",
+    # optimisation, evaluation
+    "build_optimizer", "build_lr_scheduler", "EVALUATOR_REGISTRY", "build_evaluator",
+    "compute_accuracy",
+    # utils
+    "Registry", "check_availability", "setup_logger", "set_random_seed", "collect_env_info",
+    "mkdir_if_missing", "check_isfile", "read_json", "write_json", "read_image",
+    "listdir_nohidden", "save_checkpoint", "resume_from_checkpoint", "load_pretrained_weights",
+    "count_num_param", "AverageMeter", "MetricMeter",
+]
