@@ -21,13 +21,18 @@ from disakit.bundle import register
 from disakit.clipkit.loading import CLIPWeightsError, file_sha256, resolve_backbone
 from disakit.dassl_api import build_trainer, collect_env_info, get_cfg_default, set_random_seed
 from disakit.dasslite.utils.logger import setup_logger
+from disakit.datasets.common import SplitFileError
 from disakit.runkit.lock import FolderLockedError
 from disakit.runkit.record import RunIdentityError, RunSession, make_identity, read_record
 from disakit.runkit.safe_load import UnsafeCheckpointError
 from disakit.runkit.state import resume_banner
-from disakit.datasets.common import SplitFileError
-from disakit.trainers.config import (ConfigError, check_output_dir, check_values, extend_cfg,
-                                     merge_checked)
+from disakit.trainers.config import (
+    ConfigError,
+    check_output_dir,
+    check_values,
+    extend_cfg,
+    merge_checked,
+)
 
 register()  # our trainers and dataset readers, into the seam's (Dassl's) registries
 

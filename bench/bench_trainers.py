@@ -48,12 +48,12 @@ for path in (REPO_ROOT, REPO_ROOT / "scripts"):
 os.environ.setdefault("DASSL_BACKEND", "dasslite")
 
 import torch  # noqa: E402
+from protocol import config_name, config_path  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from disakit.bundle import register  # noqa: E402
 from disakit.clipkit.random_clip import CLIP_ARCHS, build_random_clip  # noqa: E402
 from disakit.dassl_api import get_cfg_default  # noqa: E402
-from protocol import config_name, config_path  # noqa: E402
 from disakit.trainers.base import build_standalone  # noqa: E402
 from disakit.trainers.config import extend_cfg  # noqa: E402
 

@@ -19,8 +19,15 @@ from disakit.dassl_api import DatasetBase, Datum, mkdir_if_missing
 from . import common
 from .cache import FewShotCache
 from .common import (
-    Split, bulk_build, check_images_exist, dataset_root, make_datum, read_classnames,
-    require_path, subsample_classes, subsample_setting,
+    Split,
+    bulk_build,
+    check_images_exist,
+    dataset_root,
+    make_datum,
+    read_classnames,
+    require_path,
+    subsample_classes,
+    subsample_setting,
 )
 
 __all__ = ["CoOpDataset", "ImageNetVariant", "folder_items", "FEWSHOT_VAL_MAX_SHOTS"]

@@ -1,8 +1,8 @@
 """Caltech101: ``caltech-101/101_ObjectCategories/<category>/image_NNNN.jpg``."""
 from __future__ import annotations
 
-
 from disakit.bundle import bundled_dataset
+
 from .base import CoOpDataset
 from .common import Split, read_and_split_data
 

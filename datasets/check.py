@@ -31,8 +31,15 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import TEST_ONLY, YAML_NAMES
 from .common import find_missing_images, read_classnames, read_split, read_text_lines
-from .imagefolder import (CLASSNAMES_FILE, ImageFolderSettings, ImageFolderSource, class_folders,
-                          image_files, read_class_names, subset_folders)
+from .imagefolder import (
+    CLASSNAMES_FILE,
+    ImageFolderSettings,
+    ImageFolderSource,
+    class_folders,
+    image_files,
+    read_class_names,
+    subset_folders,
+)
 
 __all__ = ["Official", "OFFICIAL", "Report", "check_benchmark", "check_imagefolder",
            "check_data", "format_report", "main"]

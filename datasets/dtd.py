@@ -1,8 +1,8 @@
 """DTD (registry name ``DescribableTextures``): ``dtd/images/<category>/<category>_NNNN.jpg``."""
 from __future__ import annotations
 
-
 from disakit.bundle import bundled_dataset
+
 from .base import CoOpDataset
 from .common import Split, read_and_split_data
 

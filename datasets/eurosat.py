@@ -1,8 +1,8 @@
 """EuroSAT (RGB): ``eurosat/2750/<Class>/<Class>_<n>.jpg``."""
 from __future__ import annotations
 
-
 from disakit.bundle import bundled_dataset
+
 from .base import CoOpDataset
 from .common import Split, read_and_split_data
 

@@ -1,8 +1,8 @@
 """Food101: ``food-101/images/<class_name>/<id>.jpg``."""
 from __future__ import annotations
 
-
 from disakit.bundle import bundled_dataset
+
 from .base import CoOpDataset
 from .common import Split, read_and_split_data
 

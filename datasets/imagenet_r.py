@@ -1,8 +1,8 @@
 """ImageNet-R: ``imagenet-rendition/imagenet-r/<wnid>/*.jpg`` (200 wnids)."""
 from __future__ import annotations
 
-
 from disakit.bundle import bundled_dataset
+
 from .base import ImageNetVariant
 
 

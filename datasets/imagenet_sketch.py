@@ -1,8 +1,8 @@
 """ImageNet-Sketch: ``imagenet-sketch/images/<wnid>/*.JPEG`` (the archive's ``sketch/`` renamed)."""
 from __future__ import annotations
 
-
 from disakit.bundle import bundled_dataset
+
 from .base import ImageNetVariant
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
-
 from disakit.bundle import bundled_dataset
+
 from .base import ImageNetVariant
 
 

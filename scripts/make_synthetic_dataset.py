@@ -25,7 +25,10 @@ if str(REPO_ROOT) not in sys.path:
 
 from disakit.datasets import YAML_NAMES  # noqa: E402
 from disakit.datasets.synthetic import (  # noqa: E402
-    DEFAULT_NUM_CLASSES, DEFAULT_PER_CLASS, make_dataset, resolve_name,
+    DEFAULT_NUM_CLASSES,
+    DEFAULT_PER_CLASS,
+    make_dataset,
+    resolve_name,
 )
 
 

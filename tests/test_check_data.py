@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from disakit.datasets import YAML_NAMES
 from disakit.datasets.check import check_data, main
 from disakit.datasets.synthetic import make_all, make_dataset, make_image_folder

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_cli
 
 COOP_CFG = "configs/trainers/CoOp/vit_b16_ctxv1.yaml"

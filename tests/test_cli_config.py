@@ -5,13 +5,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_cli
 
 sys.path.insert(0, str(REPO / "scripts"))
 import protocol  # noqa: E402
+
 import train  # noqa: E402
-from disakit.trainers.config import ConfigError, TRAINER_KEYS  # noqa: E402
+from disakit.trainers.config import TRAINER_KEYS, ConfigError  # noqa: E402
 
 COOP_CFG = "configs/trainers/CoOp/vit_b16_ctxv1.yaml"
 

@@ -19,9 +19,17 @@ import torch
 
 from disakit.clipkit import loading
 from disakit.clipkit.compat import clip, tokenize
-from disakit.clipkit.loading import (CLIP_CACHE_ENV, OFFICIAL_SHA256, ChecksumMismatchError,
-                             CLIPWeightsError, available_backbones, clip_cache_dir,
-                             load_clip, load_state_dict_any, resolve_backbone)
+from disakit.clipkit.loading import (
+    CLIP_CACHE_ENV,
+    OFFICIAL_SHA256,
+    ChecksumMismatchError,
+    CLIPWeightsError,
+    available_backbones,
+    clip_cache_dir,
+    load_clip,
+    load_state_dict_any,
+    resolve_backbone,
+)
 from disakit.clipkit.random_clip import CLIP_ARCHS, build_random_clip, save_clip
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

@@ -14,7 +14,11 @@ import pytest
 from disakit.dassl_api import Datum
 from disakit.datasets import load_dataset
 from disakit.datasets.cache import (
-    CACHE_FORMAT, DatumUnpickler, StaleCacheError, load_dassl_pickle, read_datum_lists,
+    CACHE_FORMAT,
+    DatumUnpickler,
+    StaleCacheError,
+    load_dassl_pickle,
+    read_datum_lists,
     write_datum_lists,
 )
 from disakit.datasets.common import make_datum

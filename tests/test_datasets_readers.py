@@ -157,8 +157,9 @@ def test_few_shot_val_is_capped_at_four(tmp_path):
 
 
 def test_yaml_configs_name_the_registered_readers():
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     from disakit.dassl_api import DATASET_REGISTRY
 

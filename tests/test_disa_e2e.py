@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
-
 from conftest import REPO, run_concurrently
+from PIL import Image
 
 sys.path.insert(0, str(REPO / "scripts"))
 import protocol  # noqa: E402

@@ -2,18 +2,25 @@
 hand-built tensors (docs/methods/disa.md); the trainer that uses them is in test_disa_trainer.py."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import kl_by_hand
 
 from disakit.clipkit.encoders import VisionTower
 from disakit.clipkit.losses import cross_interactive_kl, directional_regularization
 from disakit.clipkit.random_clip import build_random_clip
-from disakit.clipkit.saliency import (GREY, heat_colours, least_salient_patches, mask_fill_value,
-                              mask_patches, num_masked_patches, patch_saliency, random_patches)
-from conftest import kl_by_hand
+from disakit.clipkit.saliency import (
+    GREY,
+    heat_colours,
+    least_salient_patches,
+    mask_fill_value,
+    mask_patches,
+    num_masked_patches,
+    patch_saliency,
+    random_patches,
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

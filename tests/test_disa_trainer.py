@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from disakit import trainers  # noqa: F401  (registers the trainers)
 import disakit.trainers.disa as disa_module
+from disakit import trainers  # noqa: F401  (registers the trainers)
 from disakit.clipkit.encoders import VisionTower
 from disakit.clipkit.losses import cross_interactive_kl
 from disakit.clipkit.random_clip import build_random_clip

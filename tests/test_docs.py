@@ -17,7 +17,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 SUFFIXES = {".py", ".md", ".yaml", ".yml", ".sh", ".txt"}
@@ -154,8 +153,10 @@ def test_no_section_sign_citations():
 # ------------------------------------------------------------------ method pages vs. the code
 @lru_cache(maxsize=None)
 def registry():
-    from disakit import dassl_api
-    from disakit import trainers  # noqa: F401  (registers every trainer)
+    from disakit import (
+        dassl_api,
+        trainers,  # noqa: F401  (registers every trainer)
+    )
 
     return dassl_api.TRAINER_REGISTRY
 

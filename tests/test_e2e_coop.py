@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import FAST_OPTS, REPO, run_cli
 
 COOP_CFG = "configs/trainers/CoOp/vit_b16_ctxv1.yaml"
@@ -120,9 +119,9 @@ def test_missing_backbone_names_the_searched_path(data_root, tmp_path):
 
 def test_zero_shot_logits_equal_the_clip_package(data_root, tiny_clip_path):
     """ZeroshotCLIP through our loader and encoders == the clip package's own model."""
+    import train
     from disakit.clipkit.compat import clip
     from disakit.clipkit.random_clip import build_random_clip, save_clip
-    import train
 
     jit_path = tiny_clip_path.with_name("tiny-jit.pt")
     if not jit_path.exists():

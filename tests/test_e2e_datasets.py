@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST_OPTS, run_cli
+
 from disakit.datasets import TEST_ONLY, YAML_NAMES
 
 TRAINING = [yaml for name, yaml in YAML_NAMES.items() if name not in TEST_ONLY]

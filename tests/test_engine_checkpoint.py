@@ -4,10 +4,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
-
 import torch.nn as nn
-
-from disakit.runkit.safe_load import UnsafeCheckpointError
 
 from disakit.dasslite.config import get_cfg_default
 from disakit.dasslite.optim import build_lr_scheduler, build_optimizer
@@ -21,6 +18,7 @@ from disakit.dasslite.utils import (
     resume_from_checkpoint,
     save_checkpoint,
 )
+from disakit.runkit.safe_load import UnsafeCheckpointError
 
 
 def _training_objects(seed=0):

@@ -7,9 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 data = pytest.importorskip("disakit.dasslite.data")
-from disakit.dasslite.data.datasets import DATASET_REGISTRY, DatasetBase, Datum  # noqa: E402
-
 from disakit.dasslite.config import get_cfg_default  # noqa: E402
+from disakit.dasslite.data.datasets import DATASET_REGISTRY, DatasetBase, Datum  # noqa: E402
 from disakit.dasslite.engine import TrainerX  # noqa: E402
 from disakit.dasslite.optim import build_lr_scheduler, build_optimizer  # noqa: E402
 

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST_OPTS, REPO, run_cli, run_concurrently
+
 from disakit.datasets import common
 from disakit.datasets.cache import StaleCacheError
 from disakit.datasets.imagefolder import ImageFolderSettings, ImageFolderSource

@@ -1,15 +1,20 @@
 """Loss terms and Gaussian prompt aggregation against their formulas, on hand-built tensors."""
 from __future__ import annotations
 
-
 import pytest
 import torch
+from conftest import kl_by_hand
 from torch import nn
 
 from disakit.clipkit.gpa import PromptAggregator, gpa_weights
-from disakit.clipkit.losses import (kl_logits, kl_numel, knowledge_guidance, l1_consistency,
-                            self_consistency_terms, total)
-from conftest import kl_by_hand
+from disakit.clipkit.losses import (
+    kl_logits,
+    kl_numel,
+    knowledge_guidance,
+    l1_consistency,
+    self_consistency_terms,
+    total,
+)
 
 
 def test_knowledge_guidance_is_one_minus_mean_cosine():

@@ -22,9 +22,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from yacs.config import CfgNode as CN
-
 from conftest import FAST_OPTS, REPO
+from yacs.config import CfgNode as CN
 
 MARKER = "BUNDLED_CLIP_IMPORTED"
 

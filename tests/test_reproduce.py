@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST_OPTS, REPO, run_cli
 from slurm_fixture import slurm_cluster  # noqa: F401  (fixture)
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import FAST_OPTS, REPO, run_cli
 
 FAULTS = Path(__file__).resolve().parent / "faults"

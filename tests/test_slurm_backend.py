@@ -13,10 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from slurm_fixture import slurm_cluster  # noqa: F401  (the fixture)
 
 from disakit.runkit.jobs import Job
-from disakit.runkit.slurm import RECORD_NAME, SlurmResources, _executor, slurm_states, submit_phases, wait
-from slurm_fixture import slurm_cluster  # noqa: F401  (the fixture)
+from disakit.runkit.slurm import (
+    RECORD_NAME,
+    SlurmResources,
+    _executor,
+    slurm_states,
+    submit_phases,
+    wait,
+)
 
 pytestmark = pytest.mark.usefixtures("slurm_cluster")
 

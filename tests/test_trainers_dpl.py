@@ -3,15 +3,21 @@ the decoupling identity, zero-shot equivalence at zero gates, text truncation an
 tiny random CLIPs (the scripts run end to end in test_trainers_dapt_dpl_e2e.py)."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from disakit.clipkit.compat import clip
-from disakit.clipkit.decoupled import (DecoupledAttention, DecoupledPrompts, decoupled_attention,
-                               decoupled_block_forward, encode_text_decoupled, instance_attention,
-                               prompt_attention, restricted_attention)
+from disakit.clipkit.decoupled import (
+    DecoupledAttention,
+    DecoupledPrompts,
+    decoupled_attention,
+    decoupled_block_forward,
+    encode_text_decoupled,
+    instance_attention,
+    prompt_attention,
+    restricted_attention,
+)
 from disakit.clipkit.prompts import tokenize
 from disakit.dassl_api import get_cfg_default
 from disakit.trainers.base import build_standalone

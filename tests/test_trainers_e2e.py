@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, run_concurrently
 
 # trainer -> (scripts folder, registered model name, extra options for the 2-layer tiny CLIP)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import REPO
+
 from disakit import trainers  # noqa: F401  (registers the trainers)
 from disakit.clipkit.losses import representation_terms
 from disakit.clipkit.prompts import tokenize

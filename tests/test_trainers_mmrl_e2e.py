@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, run_cli, run_concurrently
 
 # scripts folder -> (trainer, config node); the tiny CLIP has 2 layers: representation layers 1-2

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO
 
 from disakit import trainers  # noqa: F401  (registers the trainers)
 from disakit.clipkit.deep_prompts import DeepPromptedCLIP, DeepPromptSpec, VLPromptLearner
 from disakit.clipkit.prompts import tokenize
 from disakit.clipkit.random_clip import build_random_clip
-from conftest import REPO
 from disakit.dassl_api import get_cfg_default
 from disakit.trainers.base import build_standalone
 from disakit.trainers.config import extend_cfg

@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-
 from conftest import REPO
+
 from disakit.clipkit.prompts import tokenize
 from disakit.clipkit.random_clip import build_random_clip
 from disakit.clipkit.templates import TCP_KNOWLEDGE_TEMPLATES, TCP_TEMPLATES

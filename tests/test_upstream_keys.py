@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST_OPTS, REPO, run_cli
 
 sys.path.insert(0, str(REPO))

@@ -21,9 +21,17 @@ from disakit.clipkit.deep_prompts import PromptDepthError
 from disakit.clipkit.loading import load_clip
 from disakit.clipkit.model import PromptedCLIP
 from disakit.clipkit.precision import PrecisionPolicy, check_prec, freeze_all_but
-from disakit.dassl_api import (build_lr_scheduler, build_optimizer, compute_accuracy, load_checkpoint,
-                       load_pretrained_weights, RunBookkeeping, TRAINER_REGISTRY, TrainerBase,
-                       TrainerX)
+from disakit.dassl_api import (
+    TRAINER_REGISTRY,
+    RunBookkeeping,
+    TrainerBase,
+    TrainerX,
+    build_lr_scheduler,
+    build_optimizer,
+    compute_accuracy,
+    load_checkpoint,
+    load_pretrained_weights,
+)
 from disakit.trainers.config import ConfigError
 
 

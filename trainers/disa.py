@@ -28,8 +28,15 @@ from torch import Tensor
 
 from disakit.bundle import bundled_trainer
 from disakit.clipkit import saliency
-from disakit.clipkit.losses import (DIR_FORMS, KL_DIRECTIONS, cross_entropy, cross_interactive_kl,
-                            directional_regularization, kl_numel, total)
+from disakit.clipkit.losses import (
+    DIR_FORMS,
+    KL_DIRECTIONS,
+    cross_entropy,
+    cross_interactive_kl,
+    directional_regularization,
+    kl_numel,
+    total,
+)
 from disakit.clipkit.templates import resolve_templates
 from disakit.dassl_api import compute_accuracy
 from disakit.trainers.promptsrc import BatchFeatures, PromptSRC

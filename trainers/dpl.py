@@ -18,8 +18,14 @@ from torch import Tensor, nn
 
 from disakit.bundle import bundled_trainer
 from disakit.clipkit.banks import FrozenTextBank
-from disakit.clipkit.decoupled import (DecoupledAttention, DecoupledPrompts, PromptUpdate, check_choice,
-                               encode_image_decoupled, encode_text_decoupled)
+from disakit.clipkit.decoupled import (
+    DecoupledAttention,
+    DecoupledPrompts,
+    PromptUpdate,
+    check_choice,
+    encode_image_decoupled,
+    encode_text_decoupled,
+)
 from disakit.clipkit.model import PromptedCLIP
 from disakit.clipkit.prompts import clean_classname, tokenize
 from disakit.clipkit.templates import custom_template

@@ -18,8 +18,13 @@ from torch import Tensor, nn
 from disakit.bundle import bundled_trainer
 from disakit.clipkit.banks import FrozenTextBank
 from disakit.clipkit.losses import representation_terms, total
-from disakit.clipkit.representation import (RepLayersError, RepresentationCLIP,
-                                            RepresentationLearner, RepresentationSpec, RepTokens)
+from disakit.clipkit.representation import (
+    RepLayersError,
+    RepresentationCLIP,
+    RepresentationLearner,
+    RepresentationSpec,
+    RepTokens,
+)
 from disakit.clipkit.templates import custom_template
 from disakit.dassl_api import compute_accuracy, load_checkpoint
 from disakit.trainers.base import PromptTrainer, _load_hint

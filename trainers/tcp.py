@@ -21,8 +21,12 @@ from disakit.clipkit.encoders import TokenOverwrite
 from disakit.clipkit.losses import cross_entropy, knowledge_guidance
 from disakit.clipkit.model import PromptedCLIP
 from disakit.clipkit.prompts import ContextInit, PromptContext, init_context
-from disakit.clipkit.templates import (DEFAULT_TEMPLATE, TCP_DEFAULT_TEMPLATE,
-                                       TCP_KNOWLEDGE_TEMPLATES, TCP_TEMPLATES)
+from disakit.clipkit.templates import (
+    DEFAULT_TEMPLATE,
+    TCP_DEFAULT_TEMPLATE,
+    TCP_KNOWLEDGE_TEMPLATES,
+    TCP_TEMPLATES,
+)
 from disakit.dassl_api import compute_accuracy
 from disakit.trainers.base import PromptTrainer
 from disakit.trainers.config import ConfigError

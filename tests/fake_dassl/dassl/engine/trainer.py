@@ -17,8 +17,15 @@ from tqdm import tqdm
 
 from dassl.data import DataManager
 from dassl.evaluation import build_evaluator
-from dassl.utils import (AverageMeter, MetricMeter, load_checkpoint, mkdir_if_missing,
-                         resume_from_checkpoint, save_checkpoint, tolist_if_not)
+from dassl.utils import (
+    AverageMeter,
+    MetricMeter,
+    load_checkpoint,
+    mkdir_if_missing,
+    resume_from_checkpoint,
+    save_checkpoint,
+    tolist_if_not,
+)
 
 try:  # real Dassl imports it unconditionally (tensorboard is one of its requirements)
     from torch.utils.tensorboard import SummaryWriter

@@ -1,3 +1,7 @@
 """``dassl.evaluation`` (borrowed from the bundled engine: registry, builder and Classification)."""
-from disakit.dasslite.evaluation import (EVALUATOR_REGISTRY, Classification,  # noqa: F401
-                                         EvaluatorBase, build_evaluator)
+from disakit.dasslite.evaluation import (  # noqa: F401
+                                         EVALUATOR_REGISTRY,
+                                         Classification,
+                                         EvaluatorBase,
+                                         build_evaluator,
+)
