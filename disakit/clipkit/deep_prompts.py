@@ -2,9 +2,10 @@
 
 Why one module: these methods differ only in where their per-layer prompts come from. Each
 learner here is a :class:`~clipkit.prompts.PromptContext` (layer-0 text context ``ctx`` and the
-class token buffers) plus deep prompts, and returns a :class:`PromptSet`: exactly the arguments
-of :meth:`TextTower.encode_embeddings` and :meth:`VisionTower.forward`. :class:`DeepPromptedCLIP`
-wires a learner to CLIP's towers, so a trainer never re-implements an encoder.
+class token buffers) plus deep prompts; ``text_prompts()`` and ``vision_prompts()`` return
+exactly the arguments of :meth:`TextTower.encode_embeddings` and :meth:`VisionTower.forward`.
+:class:`DeepPromptedCLIP` wires a learner to CLIP's towers, so a trainer never re-implements an
+encoder.
 
 * :class:`VLPromptLearner` (IVLP, PromptSRC, DiSa, VPT): independent text and visual prompts.
 * :class:`MultiModalPromptLearner` (MaPLe): visual prompts are linear maps of the text prompts.
@@ -15,7 +16,7 @@ Depth ``J`` means layers ``0..J-1`` receive fresh prompts; depth 0 means no prom
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -25,21 +26,6 @@ from torch import Tensor, nn
 from disakit.clipkit.encoders import TextTower, VisionOutput, VisionTower
 from disakit.clipkit.model import PromptedCLIP
 from disakit.clipkit.prompts import ContextInit, PromptContext, init_context
-
-
-@dataclass
-class PromptSet:
-    """Everything the two towers need for one prompted pass.
-
-    ``text_embeds`` (C, L*, D) and ``eot`` (C,) feed ``TextTower.encode_embeddings`` with
-    ``text_deep``; ``vision`` (n_v, width) or None and ``vision_deep`` feed ``VisionTower``.
-    """
-
-    text_embeds: Tensor
-    eot: Tensor
-    text_deep: list[Tensor] = field(default_factory=list)
-    vision: Optional[Tensor] = None
-    vision_deep: list[Tensor] = field(default_factory=list)
 
 
 class PromptDepthError(ValueError):
@@ -94,7 +80,8 @@ class DeepPromptSpec:
                 raise PromptDepthError(key, depth, 0, limits, towers)
         if self.depth_vision > 0 and self.n_ctx_vision < 1:
             raise ValueError(f"N_CTX_VISION must be >= 1 with PROMPT_DEPTH_VISION "
-                             f"{self.depth_vision}; set PROMPT_DEPTH_VISION 0 for no visual prompts")
+                             f"{self.depth_vision}; set PROMPT_DEPTH_VISION 0 for no visual "
+                             "prompts")
 
 
 def _normal_prompts(count: int, n_tokens: int, width: int, std: float) -> nn.ParameterList:
@@ -124,9 +111,6 @@ class DeepTextPromptContext(PromptContext):
     def vision_prompts(self) -> tuple[Optional[Tensor], list[Tensor]]:
         """``(layer-0 prompts or None, deep prompts)`` for :meth:`VisionTower.forward`."""
         raise NotImplementedError
-
-    def forward(self) -> PromptSet:  # type: ignore[override]
-        return PromptSet(*self.text_prompts(), *self.vision_prompts())
 
 
 def text_init(text: TextTower, spec: DeepPromptSpec) -> ContextInit:
@@ -186,7 +170,7 @@ LearnerFactory = Callable[[TextTower, VisionTower], DeepTextPromptContext]
 
 
 class DeepPromptedCLIP(PromptedCLIP):
-    """CLIP whose two towers take a deep prompt learner's :class:`PromptSet`."""
+    """CLIP whose two towers take a deep prompt learner's text and vision prompts."""
 
     prompt_learner: DeepTextPromptContext
 

@@ -13,8 +13,6 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-GPA_KEYS = ("gpa_sum", "gpa_epochs")
-
 
 def gpa_weights(mean: float, std: float, epochs: int) -> list[float]:
     """Normal pdf ``N(e; mean, std)`` at epochs ``e = 1..epochs``, normalised to sum to 1."""
