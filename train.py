@@ -97,7 +97,8 @@ def run_identity(cfg, args: argparse.Namespace) -> dict:
              "run.no_train": bool(args.no_train)}
     if args.eval_only:
         evaluated = read_record(args.model_dir) if args.model_dir else None
-        extra["run.model"] = (evaluated or {}).get("fingerprint") or osp.abspath(args.model_dir or "")
+        extra["run.model"] = ((evaluated or {}).get("fingerprint")
+                              or osp.abspath(args.model_dir or ""))
         extra["run.load_epoch"] = args.load_epoch
     return make_identity(cfg, extra)
 

@@ -78,7 +78,7 @@ def trainer_cfg(trainer: str, args: argparse.Namespace, layers: int):
     if "CLASS_TOKEN_LAYER" in node:  # TCP's class-aware tokens: a block index (0-based)
         node.CLASS_TOKEN_LAYER = min(node.CLASS_TOKEN_LAYER, layers - 1)
     if "REP_LAYERS" in node:  # MMRL's 1-indexed representation layers: keep those that exist
-        node.REP_LAYERS = [l for l in node.REP_LAYERS if l <= layers] or [layers]
+        node.REP_LAYERS = [n for n in node.REP_LAYERS if n <= layers] or [layers]
     if args.batch_size:
         cfg.DATALOADER.TRAIN_X.BATCH_SIZE = args.batch_size
     return cfg
@@ -119,7 +119,8 @@ def bench_one(trainer: str, args: argparse.Namespace, classnames: list[str]) -> 
     """One table row: build the trainer quietly, then time training and evaluation."""
     device = torch.device(args.device)
     clip_model = build_random_clip(args.arch)
-    layers = min(len(clip_model.transformer.resblocks), len(clip_model.visual.transformer.resblocks))
+    layers = min(len(clip_model.transformer.resblocks),
+                 len(clip_model.visual.transformer.resblocks))
     cfg = trainer_cfg(trainer, args, layers)
     with contextlib.redirect_stdout(io.StringIO()):
         obj = build_standalone(cfg, clip_model, classnames, device)

@@ -260,7 +260,7 @@ def _cars_annotations(records: List[Tuple[int, str]]) -> np.ndarray:
 
 def _stanford_cars(lay: _Layout) -> None:
     records: Dict[str, List[Tuple[int, str]]] = {"cars_train": [], "cars_test": []}
-    for label, raw, final, split, index in sorted(lay.per_class_splits(), key=lambda r: r[4]):
+    for label, _raw, final, split, _index in sorted(lay.per_class_splits(), key=lambda r: r[4]):
         folder = "cars_train" if lay.trainval(split) else "cars_test"
         fname = f"{len(records[folder]) + 1:05d}.jpg"
         records[folder].append((label, fname))

@@ -31,7 +31,11 @@ Each behaviour is probed on a throw-away optimizer, and only what fails is patch
 2, is needed on every torch, for safety). :func:`apply` runs once, called by the seam
 (:mod:`disakit.dassl_api`) when it picks a real ``dassl``, and prints one line, e.g.::
 
-    disakit: adapted Dassl 0.6.3 to torch 2.14: warm-up schedulers without 'verbose'; checkpoints read with the safe loader; warm-up schedulers restore either engine's scheduler state
+    disakit: adapted Dassl 0.6.3 to torch 2.14: warm-up schedulers without 'verbose'; \
+    checkpoints read with the safe loader; warm-up schedulers restore either engine's \
+    scheduler state
+
+(one line; wrapped here).
 
 What Dassl writes is unchanged (its checkpoint format included). Not a patch, but related: the
 toolkit's trainers bring their own checkpoint bookkeeping (the seam's ``RunBookkeeping``), so

@@ -9,7 +9,8 @@ exactly the trainer's saliency scoring and masking (``TRAINER.DISA.MASK_*``) on 
     python scripts/visualize_saliency.py --root $DATA \\
         --dataset-config-file configs/datasets/eurosat.yaml \\
         --config-file configs/trainers/DiSa/vit_b16_c2_ep20_batch4_4+4ctx.yaml \\
-        --model-dir output/base2new/train_base/eurosat/shots_16/DiSa/vit_b16_c2_ep20_batch4_4+4ctx/seed1 \\
+        --model-dir \\
+        output/base2new/train_base/eurosat/shots_16/DiSa/vit_b16_c2_ep20_batch4_4+4ctx/seed1 \\
         --load-epoch 20 --num-images 8 --out saliency_pngs DATASET.SUBSAMPLE_CLASSES base
 
 ``--split train`` (default) uses the few-shot training images with the deterministic test

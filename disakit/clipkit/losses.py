@@ -180,7 +180,8 @@ def representation_terms(logits_class: Tensor, logits_rep: Tensor, labels: Tenso
                          alpha: float, reg_weight: float) -> dict[str, Tensor]:
     """MMRL's and MMRL++'s weighted terms (docs/methods/mmrl.md); their sum is the loss:
 
-    ``α·CE(s_c, y) + (1−α)·CE(s_r, y) + λ·[1 − mean_b cos(f_c,b, f̃_b)] + λ·[1 − mean_c cos(t_c, t̃_c)]``
+    ``α·CE(s_c, y) + (1−α)·CE(s_r, y) + λ·[1 − mean_b cos(f_c,b, f̃_b)]
+    + λ·[1 − mean_c cos(t_c, t̃_c)]``
     with ``f_c`` the class-token image features, ``f̃`` the frozen CLIP's of the same batch, ``t``
     the class features and ``t̃`` the frozen template's. Keys ``loss_ce``, ``loss_ce_rep``,
     ``loss_reg_image``, ``loss_reg_text``.

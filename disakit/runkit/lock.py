@@ -106,7 +106,7 @@ class FolderLock:
                 if holder is None:
                     continue  # released between our two looks
                 if holder_alive(holder):
-                    raise FolderLockedError(
+                    raise FolderLockedError(  # noqa: B904 (the clash is the error, not a cause)
                         f"{self.folder} is in use by another run ({describe(holder)}). Wait for "
                         f"it to finish, or use another --output-dir. If that run is gone (e.g. "
                         f"its machine died), delete {self.path}."

@@ -367,7 +367,8 @@ def phase_jobs(ns: argparse.Namespace,
     data = env.get("DATA", "./data")
     t, p = ns.trainer, ns.phase
     if t not in METHODS:
-        raise ProtocolError(f"unknown trainer {t!r}; scripts exist for {', '.join(sorted(METHODS))}")
+        raise ProtocolError(f"unknown trainer {t!r}; scripts exist for "
+                            f"{', '.join(sorted(METHODS))}")
     dataset = check_dataset(getattr(ns, "dataset", "imagenet"))  # xd_train runs on ImageNet
     opts = [*method_opts(t, p, dataset), *ns.opts]
     shots = effective_shots(opts, env) if p != "few_shot" else 16
@@ -418,12 +419,14 @@ def phase_jobs(ns: argparse.Namespace,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--trainer", required=True)
     phases = parser.add_subparsers(dest="phase", required=True)
-    for name, fields in {"base2new_train": ("dataset", "seed"), "base2new_test": ("dataset", "seed"),
-                         "xd_train": ("seed",), "xd_test": ("dataset", "seed"),
-                         "dg_test": ("dataset", "seed"), "few_shot": ("dataset", "shots", "seed"),
+    for name, fields in {"base2new_train": ("dataset", "seed"),
+                         "base2new_test": ("dataset", "seed"), "xd_train": ("seed",),
+                         "xd_test": ("dataset", "seed"), "dg_test": ("dataset", "seed"),
+                         "few_shot": ("dataset", "shots", "seed"),
                          "zeroshot": ("dataset",)}.items():
         sub = phases.add_parser(name)
         for field in fields:

@@ -1,4 +1,5 @@
-"""Published reference numbers (``disakit/runkit/published_numbers.csv``) for the paper-table report.
+"""Published reference numbers (``disakit/runkit/published_numbers.csv``) for the paper-table
+report.
 
 The CSV has one row per number, columns ``method, setting, dataset, shots, metric, value,
 source``:

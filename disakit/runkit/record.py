@@ -66,7 +66,8 @@ def flatten_cfg(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def make_identity(cfg: Mapping[str, Any], extra: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+def make_identity(cfg: Mapping[str, Any],
+                  extra: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """Everything that determines a run's result: the resolved config (less ``IGNORED_KEYS`` and
     the ``DASSL_ONLY_NODES``) plus ``extra`` (backbone file digest, eval-only flags, the evaluated
     model's fingerprint)."""
@@ -163,7 +164,8 @@ class RunRecord:
             return "new"
         shown = "\n  ".join(diff[:20]) + ("\n  ..." if len(diff) > 20 else "")
         raise RunIdentityError(
-            f"{self.folder} holds a run with another configuration (recorded {old.get('fingerprint')}, "
+            f"{self.folder} holds a run with another configuration "
+            f"(recorded {old.get('fingerprint')}, "
             f"requested {self.fingerprint}); the keys that differ (recorded -> requested):\n  "
             f"{shown}\nEither write to another output directory (--output-dir, or OUTPUT for "
             f"the scripts), or pass --overwrite (scripts: OVERWRITE=1) to move the earlier run "

@@ -29,9 +29,10 @@ How each cell is computed (the papers' computations):
 * A cell with a seed missing (no log, or a log with no result: an unfinished job) is *missing*,
   says which seeds, and is never averaged: the HM and the average over it are missing too.
   The notes under each table say why each seed is missing.
-* Published numbers come from ``disakit/runkit/published_numbers.csv`` (``runkit.published``), looked
-  up by (trainer, setting, dataset, shots, metric); ``n/p`` marks a setting the file marks as
-  not public / not transcribed (the reason is in the notes), ``–`` no number at all.
+* Published numbers come from ``disakit/runkit/published_numbers.csv``
+  (``runkit.published``), looked up by (trainer, setting, dataset, shots, metric); ``n/p``
+  marks a setting the file marks as not public / not transcribed (the reason is in the notes),
+  ``–`` no number at all.
   Δ = ours − published.
 
 API: :func:`build_report` does it all; under it the pure steps :func:`collect_runs` (jobs ->

@@ -155,9 +155,10 @@ class _RunJob(Checkpointable):
                     else os.environ.get("SLURM_JOB_ID", "?"))
         with open(self.stdout, "ab") as out, open(self.stderr, "ab") as err:
             stamp = _dt.datetime.now().isoformat(timespec="seconds")
+            restart = os.environ.get("SLURM_RESTART_COUNT", "0")
             err.write(f"[runkit.slurm] {stamp} {self.key}: SLURM job {slurm_id} on "
-                      f"{socket.gethostname()} (restart {os.environ.get('SLURM_RESTART_COUNT', '0')})"
-                      f": {shlex.join(self.argv)}\n".encode())
+                      f"{socket.gethostname()} (restart {restart}): {shlex.join(self.argv)}\n"
+                      .encode())
             err.flush()
             proc = subprocess.Popen(self.argv, cwd=self.cwd, env={**os.environ, **self.env},
                                     stdout=out, stderr=err, stdin=subprocess.DEVNULL)
@@ -478,8 +479,9 @@ def wait(submitted: Sequence[SubmittedJob], poll_s: float = 10.0, timeout_s: flo
         pending = still
         if pending:
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"{len(pending)} SLURM job(s) still running after {timeout_s} s: "
-                                   + ", ".join(f"{sj.key} ({sj.job_id})" for sj in pending[:10]))
+                jobs = ", ".join(f"{sj.key} ({sj.job_id})" for sj in pending[:10])
+                raise TimeoutError(f"{len(pending)} SLURM job(s) still running after "
+                                   f"{timeout_s} s: {jobs}")
             time.sleep(poll_s)
     return {sj.key: outcomes[sj.key] for sj in submitted}
 

@@ -207,7 +207,7 @@ class TrainerBase:
         self.start_epoch = start_epoch
         self.max_epoch = max_epoch
         self.before_train()
-        for self.epoch in range(self.start_epoch, self.max_epoch):
+        for self.epoch in range(self.start_epoch, self.max_epoch):  # noqa: B020 (Dassl's loop)
             self.before_epoch()
             self.run_epoch()
             self.after_epoch()

@@ -25,7 +25,7 @@ def _staged_param_groups(model: nn.Module, optim_cfg: Any) -> List[dict]:
     if isinstance(new_layers, str):
         new_layers = [new_layers]
     if not new_layers:
-        warnings.warn("new_layers is empty (staged_lr is useless)")
+        warnings.warn("new_layers is empty (staged_lr is useless)", stacklevel=2)
     base_params, new_params = [], []
     for name, module in model.named_children():
         target = new_params if name in new_layers else base_params
@@ -43,7 +43,8 @@ def _param_groups(
         if optim_cfg.STAGED_LR:
             warnings.warn(
                 "staged_lr will be ignored, if you need to use staged_lr, "
-                "please bind it with param_groups yourself."
+                "please bind it with param_groups yourself.",
+                stacklevel=2,
             )
         return param_groups
     if optim_cfg.STAGED_LR:

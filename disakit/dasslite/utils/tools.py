@@ -42,7 +42,7 @@ def check_isfile(fpath: str) -> bool:
     """Return whether ``fpath`` is a file, warning when it is not (Dassl behaviour)."""
     isfile = osp.isfile(fpath)
     if not isfile:
-        warnings.warn('No file found at "{}"'.format(fpath))
+        warnings.warn('No file found at "{}"'.format(fpath), stacklevel=2)
     return isfile
 
 
@@ -134,7 +134,8 @@ def set_rng_state(state: dict) -> None:
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+    cuda_states = state["cuda"]
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 

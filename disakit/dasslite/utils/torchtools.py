@@ -2,9 +2,9 @@
 
 Checkpoints written here are tensor/primitive-only, and every file is read through
 :func:`runkit.safe_load.safe_torch_load` (``weights_only=True`` plus the allow-list of what
-real Dassl pickles), so loading never runs code from a file. They are written atomically (temporary file in the same
-folder, then ``os.replace``): an interrupted save never leaves a truncated ``model.pth.tar-N``
-nor destroys an existing one.
+real Dassl pickles), so loading never runs code from a file. They are written atomically
+(temporary file in the same folder, then ``os.replace``): an interrupted save never leaves a
+truncated ``model.pth.tar-N`` nor destroys an existing one.
 """
 from __future__ import annotations
 
@@ -214,7 +214,8 @@ def resume_from_checkpoint(
 
 
 def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
-    """Load the entries of a checkpoint (read safely, as every file) whose key and shape match ``model``.
+    """Load the entries of a checkpoint (read safely, as every file) whose key and shape match
+    ``model``.
 
     Why: ``MODEL.INIT_WEIGHTS`` may come from a model with a different head; mismatching
     layers are reported and skipped instead of failing.
@@ -231,7 +232,7 @@ def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
     model_dict.update(matched)
     model.load_state_dict(model_dict)
     if not matched:
-        warnings.warn(f"Cannot load {weight_path} (check the key names manually)")
+        warnings.warn(f"Cannot load {weight_path} (check the key names manually)", stacklevel=2)
         return
     print(f"Successfully loaded pretrained weights from {weight_path}")
     if discarded:

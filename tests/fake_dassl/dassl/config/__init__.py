@@ -1,4 +1,5 @@
-"""``dassl.config``: Dassl's defaults (the bundled engine's, plus the trainer nodes only Dassl has)."""
+"""``dassl.config``: Dassl's defaults (the bundled engine's, plus the trainer nodes only Dassl
+has)."""
 from yacs.config import CfgNode as CN
 
 from disakit.dasslite.config import get_cfg_default as _common_defaults

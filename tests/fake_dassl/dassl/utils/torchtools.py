@@ -97,7 +97,7 @@ def load_pretrained_weights(model, weight_path):
     model_dict.update(matched)
     model.load_state_dict(model_dict)
     if not matched:
-        warnings.warn(f"Cannot load {weight_path} (check the key names manually)")
+        warnings.warn(f"Cannot load {weight_path} (check the key names manually)", stacklevel=2)
         return
     print(f"Successfully loaded pretrained weights from {weight_path}")
     if discarded:
