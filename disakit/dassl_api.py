@@ -49,6 +49,7 @@ BACKEND: str = _choose_backend()
 if TYPE_CHECKING or BACKEND == "dasslite":
     from disakit.dasslite.config import clean_cfg, get_cfg_default
     from disakit.dasslite.data import DataManager, DatasetWrapper
+    from disakit.dasslite.data.data_manager import build_data_loader
     from disakit.dasslite.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, build_dataset
     from disakit.dasslite.data.transforms import build_transform
     from disakit.dasslite.engine import (
@@ -83,6 +84,7 @@ if TYPE_CHECKING or BACKEND == "dasslite":
 else:
     from dassl.config import clean_cfg, get_cfg_default
     from dassl.data import DataManager, DatasetWrapper
+    from dassl.data.data_manager import build_data_loader
     from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, build_dataset
     from dassl.data.transforms import build_transform
     from dassl.engine import TRAINER_REGISTRY, SimpleTrainer, TrainerBase, TrainerX, build_trainer
@@ -153,8 +155,8 @@ __all__ = [
     "BACKEND", "RunBookkeeping", "load_checkpoint",
     # config, engine, data
     "get_cfg_default", "clean_cfg", "TRAINER_REGISTRY", "build_trainer", "TrainerBase",
-    "SimpleTrainer", "TrainerX", "DataManager", "DatasetWrapper", "DATASET_REGISTRY",
-    "build_dataset", "Datum", "DatasetBase", "build_transform",
+    "SimpleTrainer", "TrainerX", "DataManager", "DatasetWrapper", "build_data_loader",
+    "DATASET_REGISTRY", "build_dataset", "Datum", "DatasetBase", "build_transform",
     # optimisation, evaluation
     "build_optimizer", "build_lr_scheduler", "EVALUATOR_REGISTRY", "build_evaluator",
     "compute_accuracy",
