@@ -166,6 +166,42 @@ def test_text_truncation_is_exact_and_prompt_rows_ignore_padding(tiny):
     assert torch.equal(short.argmax(0), full.argmax(0))
 
 
+def by_hand_decoupled(blocks, x, prompts, causal=False, eot=None):
+    """Reference: the stock blocks in a plain loop of decoupled_block_forward, the prompts moved
+    by next_prompts between blocks (what the towers' side stream must reproduce)."""
+    p = prompts.delta[0].expand(x.shape[0], -1, -1)
+    gammas, last = prompts.gammas(), len(blocks) - 1
+    for i, block in enumerate(blocks):
+        x, p = decoupled_block_forward(block, x, p, prompts.attention, gammas[i], causal, eot,
+                                       prompt_out=i < last)
+        if i < last:
+            p = prompts.next_prompts(p, i + 1)
+    return x
+
+
+@pytest.mark.parametrize("i2p,update", [("gated", "residual"), ("joint", "replace")])
+@torch.no_grad()
+def test_tower_features_match_a_by_hand_decoupled_pass(tiny, i2p, update):
+    """Open gates, per-layer deltas: both towers' features equal the stock modules run by hand."""
+    model = DPLCLIP(tiny, CLASSNAMES, DPLSettings.from_cfg(
+        dpl_opts(I2P=i2p, PROMPT_UPDATE=update), "ImageNet"))
+    text, vision = (randomize_(p) for p in (model.prompt_learner.text,
+                                            model.prompt_learner.vision))
+    tokens = model.tokens
+    eot = tokens.argmax(-1)
+    x = tiny.token_embedding(tokens) + tiny.positional_embedding[:tokens.shape[1]]
+    x = by_hand_decoupled(tiny.transformer.resblocks, x, text, causal=True, eot=eot)
+    expected = tiny.ln_final(x[torch.arange(len(tokens)), eot]) @ tiny.text_projection
+    assert (model.text_features() - F.normalize(expected, dim=-1)).abs().max() <= 1e-6
+    images = torch.randn(3, 3, 32, 32)
+    v = tiny.visual
+    x = v.conv1(images).flatten(2).transpose(1, 2)
+    x = torch.cat([v.class_embedding.expand(3, 1, -1), x], dim=1) + v.positional_embedding
+    x = by_hand_decoupled(v.transformer.resblocks, v.ln_pre(x), vision)
+    expected = v.ln_post(x[:, 0]) @ v.proj
+    assert (model.image_features(images) - F.normalize(expected, dim=-1)).abs().max() <= 1e-6
+
+
 def test_learned_parameters_and_their_count_at_vit_b16():
     def learner(**kw):
         return DPLPromptLearner(DecoupledPrompts(4, 512, 9, 12, 8, **kw),

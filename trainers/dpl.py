@@ -121,14 +121,13 @@ class DPLCLIP(PromptedCLIP):
         text = vision = None
         if settings.text_prompted:
             text = settings.tower_prompts("text", self.text.width, self.text.num_layers,
-                                          self.text.blocks[0].attn.num_heads)
+                                          self.text.num_heads)
         if settings.vision_prompted:
             if not self.vision.is_vit:
                 raise ValueError(f"{_KEY}MODALITY {settings.modality} prompts the image tower, "
                                  "which needs a ViT backbone; use MODALITY text")
-            blocks = self.vision.visual.transformer.resblocks
-            vision = settings.tower_prompts("vision", self.vision.width, len(blocks),
-                                            blocks[0].attn.num_heads)
+            vision = settings.tower_prompts("vision", self.vision.width, self.vision.num_layers,
+                                            self.vision.num_heads)
         self.prompt_learner = DPLPromptLearner(text, vision)
         self.template = settings.template
         self.frozen_text = None if text is not None else FrozenTextBank([settings.template])

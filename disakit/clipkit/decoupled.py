@@ -18,17 +18,22 @@ text-tower truncation exact.
 Everything runs on the stock block's own frozen modules (``ln_1``, ``attn.in_proj_*``,
 ``attn.out_proj``, ``ln_2``, ``mlp``): nothing is copied. Prompts carry no positional embedding.
 Tensors are batch-first, ``(N, L, D)``; heads are ``(N, H, L, D/H)``.
+
+This module defines one block's decoupled attention and the learned state; it runs no block
+loop. :meth:`DecoupledPrompts.side_stream` hands the prompts to a tower's own loop as a
+:class:`~disakit.clipkit.encoders.SideStream` (block function: :func:`decoupled_block_forward`),
+so prompts still enter CLIP only through ``clipkit/encoders.py``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Any, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from disakit.clipkit.encoders import TextTower, VisionTower, block_forward
+from disakit.clipkit.encoders import SideStream, TextTower, VisionTower, block_forward
 
 I2PMode = Literal["gated", "joint"]
 P2IMode = Literal["full", "causal", "none"]
@@ -186,12 +191,13 @@ def decoupled_block_forward(block: nn.Module, x: Tensor, p: Optional[Tensor],
     """
     if p is None or p.shape[1] == 0:
         return block_forward(block, x, causal=causal), p
+    stock: Any = block  # a stock ResidualAttentionBlock (clipkit.encoders, typing note)
     n_inst = x.shape[1]
     h = torch.cat([x, p.to(x.dtype)], dim=1)
     rows = h if prompt_out else x
-    rows = rows + decoupled_attention(block.attn, block.ln_1(h), n_inst, attention, gamma,
+    rows = rows + decoupled_attention(stock.attn, stock.ln_1(h), n_inst, attention, gamma,
                                       causal, eot, prompt_out)
-    rows = rows + block.mlp(block.ln_2(rows))
+    rows = rows + stock.mlp(stock.ln_2(rows))
     return rows[:, :n_inst], (rows[:, n_inst:] if prompt_out else None)
 
 
@@ -239,17 +245,19 @@ class DecoupledPrompts(nn.Module):
         delta = self.delta[layer].to(p_out.dtype)
         return p_out + delta if self.update == "residual" else delta.expand_as(p_out)
 
-    def run(self, blocks: Sequence[nn.Module], x: Tensor, causal: bool = False,
-            eot: Optional[Tensor] = None) -> Tensor:
-        """Instances ``x`` (N, L, D) through ``blocks`` with these prompts; final X states."""
-        p = self.delta[0].to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)
-        gammas, last = self.gammas(), len(blocks) - 1
-        for i, block in enumerate(blocks):
-            x, p = decoupled_block_forward(block, x, p, self.attention, gammas[i], causal, eot,
-                                           prompt_out=i < last)
-            if i < last:
-                p = self.next_prompts(p, i + 1)
-        return x
+    def side_stream(self) -> SideStream:
+        """These prompts as a tower's side stream (:class:`~clipkit.encoders.SideStream`):
+        ``Δ_0`` enters block 0, each block runs :func:`decoupled_block_forward` with its own
+        gate, and :meth:`next_prompts` moves the prompts between blocks. The tower's own block
+        loop carries them, so slots and truncation are the tower's."""
+        gammas, attention = self.gammas(), self.attention
+
+        def block_fn(layer: int, block: nn.Module, x: Tensor, side: Tensor, causal: bool,
+                     eot: Optional[Tensor], side_out: bool) -> tuple[Tensor, Optional[Tensor]]:
+            return decoupled_block_forward(block, x, side, attention, gammas[layer], causal, eot,
+                                           prompt_out=side_out)
+
+        return SideStream(self.delta[0], block_fn, self.next_prompts)
 
 
 # ---------------------------------------------------------------------------- the two towers
@@ -261,13 +269,8 @@ def encode_text_decoupled(tower: TextTower, tokens: Tensor, prompts: DecoupledPr
     Truncation to the longest EOT is exact: X rows are causal, prompt rows never see keys after
     their own sequence's EOT (text-tower truncation stays exact).
     """
-    eot = tokens.argmax(dim=-1)
-    if truncate:
-        tokens = tokens[:, : int(eot.max()) + 1]
-    length = tokens.shape[1]
-    x = tower.embed(tokens) + tower.positional_embedding[:length].to(tower.dtype)
-    x = prompts.run(tower.blocks, x, causal=True, eot=eot)
-    return tower.project(x, eot)
+    return tower.encode_embeddings(tower.embed(tokens), tokens.argmax(dim=-1), truncate=truncate,
+                                   side_stream=prompts.side_stream())
 
 
 def encode_image_decoupled(tower: VisionTower, images: Tensor,
@@ -276,6 +279,4 @@ def encode_image_decoupled(tower: VisionTower, images: Tensor,
     if not tower.is_vit:
         raise ValueError("decoupled visual prompts need a ViT backbone (e.g. ViT-B/16); use "
                          "TRAINER.DPL.MODALITY text with a ResNet backbone")
-    x = tower.visual.ln_pre(tower._embed_patches(images.to(tower.dtype)))
-    x = prompts.run(tower.visual.transformer.resblocks, x)
-    return tower.project_cls(x)
+    return tower(images, side_stream=prompts.side_stream()).features
