@@ -418,7 +418,12 @@ class B2NDataset:
 
     @property
     def hm(self) -> float | None:
-        return harmonic_mean(self.base, self.new) if self.paired else None
+        if not self.paired:
+            return None
+        base, new = self.base, self.new
+        # Paired seeds are in both phases, so both means are over at least one seed.
+        assert base is not None and new is not None
+        return harmonic_mean(base, new)
 
     def row(self) -> list[str]:
         seeds = f"{len(self.base_seeds)}/{len(self.new_seeds)}"

@@ -107,7 +107,7 @@ def _throwaway_optimizer() -> torch.optim.Optimizer:
 def _build_warmup(schedulers: Any) -> Any:
     """Dassl's constant warm-up over a cosine, as ``build_lr_scheduler`` builds it."""
     optimizer = _throwaway_optimizer()
-    successor = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 4.0)
+    successor = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 4)
     return schedulers.ConstantWarmupScheduler(optimizer, successor, 1, 1e-5)
 
 
@@ -149,7 +149,9 @@ def _adapt_load_checkpoint(torchtools: Any) -> bool:
     original: Callable[..., Any] = torchtools.load_checkpoint
     if original is safe_load_checkpoint:
         return False
-    for module in list(sys.modules.values()):
+    # Any: the loop assigns ``load_checkpoint``, which ModuleType does not declare.
+    modules: list[Any] = list(sys.modules.values())
+    for module in modules:
         namespace = getattr(module, "__dict__", None)
         if isinstance(namespace, dict) and namespace.get("load_checkpoint") is original:
             module.load_checkpoint = safe_load_checkpoint
@@ -162,7 +164,7 @@ def _state_restores_in_place(schedulers: Any) -> bool:
 
     optimizer = _throwaway_optimizer()
     source = ours.ConstantWarmupScheduler(
-        optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 4.0), 1, 1e-5)
+        optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 4), 1, 1e-5)
     optimizer.step()
     source.step()
     target = _build_warmup(schedulers)

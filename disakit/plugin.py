@@ -227,7 +227,9 @@ def extend_cfg(cfg: Any, *, verbose: bool = True) -> PluginReport:
 def _clip_origin() -> str:
     from disakit.clipkit.compat import clip
 
-    return f"{clip.__name__} from {Path(clip.__file__).parent} (the installed distribution)"
+    location = clip.__file__
+    assert location is not None  # compat loads it from the installed package's __init__.py
+    return f"{clip.__name__} from {Path(location).parent} (the installed distribution)"
 
 
 def config_files(trainer: str) -> list[Path]:

@@ -33,4 +33,5 @@ class FrozenTextBank:
         if key != self._key:
             bank = text_bank(tower, classnames, self.templates, self.mode)
             self._features, self._key = F.normalize(bank, dim=-1), key
+        assert self._features is not None  # set together with _key, which now matches
         return self._features

@@ -104,7 +104,7 @@ def installed_clip_dir() -> Path:
             dist = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-        candidates = [Path(dist.locate_file(f)).parent for f in (dist.files or [])
+        candidates = [Path(str(dist.locate_file(f))).parent for f in (dist.files or [])
                       if f.as_posix() == "clip/__init__.py"]
         editable = _editable_location(dist)
         if editable is not None:
@@ -127,6 +127,8 @@ def _load_installed_clip() -> types.ModuleType:
     folder = installed_clip_dir()
     spec = importlib.util.spec_from_file_location(
         PRIVATE_NAME, folder / "__init__.py", submodule_search_locations=[str(folder)])
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import the installed clip package from {folder}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[PRIVATE_NAME] = module  # before executing: its relative imports need it
     try:

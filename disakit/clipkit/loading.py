@@ -278,8 +278,11 @@ def load_state_dict_any(path: PathLike) -> dict[str, torch.Tensor]:
     raise _unusable_file_error(path, attempts)
 
 
-def _build_fp32_model(state_dict: dict[str, torch.Tensor], path: Path) -> "clip.model.CLIP":
+def _build_fp32_model(state_dict: dict[str, torch.Tensor], path: Path) -> Any:
     """``build_model``, then the weights re-loaded into the fp32 model.
+
+    Returns the stock ``clip.model.CLIP`` (typed ``Any``: the class comes from the installed
+    ``clip`` package, loaded at run time under a private name, so mypy cannot see it).
 
     ``build_model`` stores weights in its fp16 layout, which would silently round fp32 files;
     re-loading keeps them exact (fp16 files give the same values either way).
@@ -292,8 +295,10 @@ def _build_fp32_model(state_dict: dict[str, torch.Tensor], path: Path) -> "clip.
     return model
 
 
-def load_clip(name_or_path: PathLike, *, verify: bool = True) -> "clip.model.CLIP":
+def load_clip(name_or_path: PathLike, *, verify: bool = True) -> Any:
     """Load a CLIP backbone offline, in fp32 eval mode on CPU, with the stock ``clip`` model.
+
+    Returns a ``clip.model.CLIP`` (typed ``Any``, see :func:`_build_fp32_model`).
 
     ``name_or_path`` is a key of ``clip._MODELS`` (file taken from :func:`clip_cache_dir`) or
     a weights file. Official files in the cache folder are SHA256-checked unless ``verify`` is

@@ -54,8 +54,11 @@ def _arch_kwargs(arch: str) -> dict[str, Any]:
     return dict(CLIP_ARCHS[arch])
 
 
-def build_random_clip(arch: str, seed: int = 0) -> "clip.model.CLIP":
+def build_random_clip(arch: str, seed: int = 0) -> Any:
     """Build a stock CLIP with clip's random init, deterministic per ``seed``, fp32, eval mode.
+
+    Returns a ``clip.model.CLIP``, typed ``Any``: the class comes from the installed ``clip``
+    package, loaded at run time under a private name (:mod:`disakit.clipkit.compat`).
 
     ``logit_scale`` is set to ln(100), like pretrained CLIP. The global RNG is left untouched.
     """
@@ -80,8 +83,11 @@ def _export_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     return export
 
 
-def _add_openai_metadata(model: torch.nn.Module) -> None:
-    """Register the scalar entries OpenAI's archives carry (``build_model`` drops them)."""
+def _add_openai_metadata(model: Any) -> None:
+    """Register the scalar entries OpenAI's archives carry (``build_model`` drops them).
+
+    ``model`` is a stock ``clip.model.CLIP`` (``Any``: its attributes are read dynamically).
+    """
     values = {"input_resolution": model.visual.input_resolution,
               "context_length": model.context_length, "vocab_size": model.vocab_size}
     for name, value in values.items():
@@ -90,8 +96,11 @@ def _add_openai_metadata(model: torch.nn.Module) -> None:
         model.register_buffer(name, torch.tensor(int(value)))
 
 
-def _example_inputs(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """One blank image and one ``[SOT, EOT, pad...]`` sequence, enough to trace every op."""
+def _example_inputs(model: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """One blank image and one ``[SOT, EOT, pad...]`` sequence, enough to trace every op.
+
+    ``model`` is a stock ``clip.model.CLIP`` (``Any``: its attributes are read dynamically).
+    """
     size = int(model.visual.input_resolution)
     vocab, length = int(model.vocab_size), int(model.context_length)
     text = torch.zeros(1, length, dtype=torch.long)

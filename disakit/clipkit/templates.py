@@ -7,7 +7,7 @@ and ``"raw_mean"`` (PromptSRC, DiSa: average the raw features in fp32; normalise
 """
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -208,7 +208,10 @@ def text_bank(tower: TextTower, classnames: Sequence[str], templates: Sequence[s
     """
     names = [clean_classname(c) for c in classnames]
     sentences = [t.format(c) for t in templates for c in names]
-    device = tower.positional_embedding.device
+    # Any: the tower holds the stock model's tensors, which nn.Module's __getattr__ types as
+    # ``Tensor | Module``; this is the positional-embedding Parameter.
+    embedding: Any = tower.positional_embedding
+    device = embedding.device
     feats = torch.cat([
         tower.encode_tokens(tokenize(sentences[i:i + chunk]).to(device)).float()
         for i in range(0, len(sentences), chunk)

@@ -159,11 +159,13 @@ def consistency_problems(numbers: dict[Key, Published] | dict[Key, float] | None
         if setting != "base2new":
             continue
         b, n, h = (value.get((method, setting, dataset, shots, x)) for x in ("base", "new", "hm"))
-        if None not in (b, n, h) and off(harmonic_mean(b, n), h):
+        if b is not None and n is not None and h is not None and off(harmonic_mean(b, n), h):
             problems.append(f"{method} {setting} {dataset}: H {h:.2f} but 2BN/(B+N) = "
                             f"{harmonic_mean(b, n):.2f} (B {b:.2f}, N {n:.2f})")
     methods = sorted({(m, s, k) for (m, s, _, k) in groups})
     for method, setting, shots in methods:
+        members: tuple[str, ...]
+        metrics: tuple[str, ...]
         if setting == "base2new":
             members, metrics = B2N_DATASETS, ("base", "new")
         elif setting in ("xd", "dg"):
@@ -171,10 +173,11 @@ def consistency_problems(numbers: dict[Key, Published] | dict[Key, float] | None
         else:
             continue
         for metric in metrics:
-            rows = [value.get((method, setting, d, shots, metric)) for d in members]
+            found = [value.get((method, setting, d, shots, metric)) for d in members]
             average = value.get((method, setting, AVERAGE, shots, metric))
-            if average is None or None in rows:
+            if average is None or None in found:
                 continue
+            rows = [v for v in found if v is not None]
             mean = sum(rows) / len(rows)
             if off(mean, average):
                 problems.append(f"{method} {setting} {metric}: the {len(rows)} datasets average "

@@ -248,7 +248,7 @@ def seed_cell(setting: str, key: CellKey, runs: Mapping[int, SeedRun]) -> Cell:
     method, dataset, shots, metric = key
     missing = [s for s, run in runs.items() if run.value is None]
     present = sorted(s for s, run in runs.items() if run.value is not None)
-    values = [runs[s].value for s in present]
+    values = [v for v in (runs[s].value for s in present) if v is not None]
     if missing or not values:
         return Cell(setting, method, dataset, shots, metric, None, seeds=tuple(present),
                     missing=seed_label(missing) or ("no job",))
@@ -265,7 +265,7 @@ def absent_cell(setting: str, key: CellKey) -> Cell:
 def hm_cell(base: Cell, new: Cell) -> Cell:
     """H = 2BN/(B+N) of the seed means; missing when B or N is."""
     args = (base.setting, base.method, base.dataset, base.shots, "hm")
-    if not (base.complete and new.complete):
+    if base.mean is None or new.mean is None:  # not (base.complete and new.complete)
         missing = sorted(set(base.missing) | set(new.missing),
                          key=lambda m: (not m.startswith("seed"), m))
         return Cell(*args, None, missing=tuple(missing), kind="hm")
@@ -393,11 +393,11 @@ def _add_averages(sc: SettingCells, method: str) -> None:
         if sc.setting == "base2new":
             parts = {}
             for metric in ("base", "new"):
-                cells = [sc.cells.get((method, d, shots, metric)) for d in members]
-                if all(c is None for c in cells):
+                found = [sc.cells.get((method, d, shots, metric)) for d in members]
+                if all(c is None for c in found):
                     break
                 cells = [c or absent_cell(sc.setting, (method, d, shots, metric))
-                         for c, d in zip(cells, members)]
+                         for c, d in zip(found, members)]
                 parts[metric] = average_cell(sc.setting, method, shots, metric, cells, label)
             if len(parts) == 2:
                 sc.cells[(method, AVERAGE, shots, "base")] = parts["base"]
@@ -406,11 +406,11 @@ def _add_averages(sc: SettingCells, method: str) -> None:
                 sc.cells[(method, AVERAGE, shots, "hm")] = replace(hm, kind="average",
                                                                     label=label)
         else:
-            cells = [sc.cells.get((method, d, shots, "acc")) for d in members]
-            if all(c is None for c in cells):
+            found = [sc.cells.get((method, d, shots, "acc")) for d in members]
+            if all(c is None for c in found):
                 continue
             cells = [c or absent_cell(sc.setting, (method, d, shots, "acc"))
-                     for c, d in zip(cells, members)]
+                     for c, d in zip(found, members)]
             sc.cells[(method, AVERAGE, shots, "acc")] = average_cell(
                 sc.setting, method, shots, "acc", cells, label)
 
@@ -725,10 +725,12 @@ def _b2n_figure(sc: SettingCells, dataset: str):
     ax.set_ylabel("Accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title(f"{pretty(dataset, sc)}: Base / New / HM")
+    from matplotlib.artist import Artist
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=f"C{j}", label=METRIC_LABELS[m]) for j, m in enumerate(B2N_METRICS)]
+    handles: list[Artist] = [Patch(color=f"C{j}", label=METRIC_LABELS[m])
+                             for j, m in enumerate(B2N_METRICS)]
     if published_labelled:
         handles.append(Line2D([], [], color="black", linestyle="--", label="published"))
     ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2),

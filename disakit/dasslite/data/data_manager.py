@@ -17,7 +17,7 @@ order of a seeded run:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torchvision.transforms as T
@@ -32,7 +32,9 @@ from .transforms import INTERPOLATION_MODES, build_transform
 
 __all__ = ["DataManager", "DatasetWrapper", "build_data_loader", "ImageReadError"]
 
-TransformArg = Union[None, Callable, Sequence[Callable]]
+# One transform, or a list/tuple of them (``img``, ``img2``, ...): DatasetWrapper tells them
+# apart with isinstance(..., (list, tuple)).
+TransformArg = Union[None, Callable, List[Callable], Tuple[Callable, ...]]
 
 
 class ImageReadError(OSError):
@@ -55,6 +57,8 @@ def build_data_loader(
     Why the drop_last rule: a training epoch is ``floor(N / batch)`` iterations, or 1 when there
     are fewer items than one batch (so tiny few-shot sets still train); evaluation never drops.
     """
+    if data_source is None:
+        raise TypeError("build_data_loader() needs a data_source (the items to load)")
     sampler = build_sampler(
         sampler_type, cfg=cfg, data_source=data_source,
         batch_size=batch_size, n_domain=n_domain, n_ins=n_ins,
@@ -92,7 +96,7 @@ class DataManager:
         tfm_test = _pick_transform(cfg, custom_tfm_test, is_train=False)
         loaders = cfg.DATALOADER
 
-        def eval_loader(items: Sequence[Datum]) -> DataLoader:
+        def eval_loader(items: Optional[Sequence[Datum]]) -> DataLoader:
             return build_data_loader(
                 cfg, sampler_type=loaders.TEST.SAMPLER, data_source=items,
                 batch_size=loaders.TEST.BATCH_SIZE, tfm=tfm_test, is_train=False,
@@ -147,6 +151,7 @@ class DataManager:
             rows.append(["# train_u", f"{len(ds.train_u):,}"])
         if ds.val:
             rows.append(["# val", f"{len(ds.val):,}"])
+        assert ds.test is not None  # the test loader was built from it
         rows.append(["# test", f"{len(ds.test):,}"])
         return rows
 

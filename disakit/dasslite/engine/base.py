@@ -66,6 +66,8 @@ class TrainerBase:
             if self.__dict__.get(attr) is None:
                 raise AttributeError(f"Cannot assign {what} before super().__init__() call")
         assert name not in self._models, "Found duplicate model names"
+        if model is None:
+            raise TypeError(f"register_model({name!r}) needs a model, got None")
         self._models[name] = model
         self._optims[name] = optim
         self._scheds[name] = sched
@@ -246,8 +248,9 @@ class TrainerBase:
     # ------------------------------------------------------------- optimisation steps
     def model_zero_grad(self, names: Names = None) -> None:
         for name in self.get_model_names(names):
-            if self._optims[name] is not None:
-                self._optims[name].zero_grad()
+            optim = self._optims[name]
+            if optim is not None:
+                optim.zero_grad()
 
     def model_backward(self, loss: torch.Tensor) -> None:
         self.detect_anomaly(loss)
@@ -255,8 +258,9 @@ class TrainerBase:
 
     def model_update(self, names: Names = None) -> None:
         for name in self.get_model_names(names):
-            if self._optims[name] is not None:
-                self._optims[name].step()
+            optim = self._optims[name]
+            if optim is not None:
+                optim.step()
 
     def model_backward_and_update(self, loss: torch.Tensor, names: Names = None) -> None:
         """Zero-grad, backward (with the NaN/inf check), then step, for the given models."""

@@ -39,6 +39,8 @@ class SimpleTrainer(TrainerBase):
     ``build_model`` and ``forward_backward``.
     """
 
+    model: torch.nn.Module  # set by each trainer's build_model() (Dassl's convention)
+
     def __init__(self, cfg: Any) -> None:
         super().__init__()
         self.check_cfg(cfg)
@@ -173,7 +175,10 @@ class SimpleTrainer(TrainerBase):
     def get_current_lr(self, names: Names = None) -> float:
         """LR of the first param group of the first (given) model's optimizer."""
         name = self.get_model_names(names)[0]
-        return self._optims[name].param_groups[0]["lr"]
+        optim = self._optims[name]
+        if optim is None:
+            raise ValueError(f"model {name!r} was registered without an optimizer; it has no lr")
+        return optim.param_groups[0]["lr"]
 
 
 class TrainerX(SimpleTrainer):

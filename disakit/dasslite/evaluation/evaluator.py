@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os.path as osp
 from collections import OrderedDict, defaultdict
-from typing import Any, Dict, List, Optional
+from typing import Any, DefaultDict, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -53,7 +53,9 @@ class Classification(EvaluatorBase):
         self._total = 0
         self._y_true: List[int] = []
         self._y_pred: List[int] = []
-        self._per_class_res = defaultdict(list) if self.cfg.TEST.PER_CLASS_RESULT else None
+        self._per_class_res: Optional[DefaultDict[int, List[int]]] = (
+            defaultdict(list) if self.cfg.TEST.PER_CLASS_RESULT else None
+        )
 
     def process(self, mo: torch.Tensor, gt: torch.Tensor) -> None:
         """Accumulate one batch: ``mo`` are logits ``[B, C]``, ``gt`` labels ``[B]``."""
@@ -91,15 +93,19 @@ class Classification(EvaluatorBase):
         return results
 
     def _print_per_class(self) -> float:
+        per_class, lab2cname = self._per_class_res, self._lab2cname
+        # evaluate() calls this only with per-class results on, and __init__ then required
+        # lab2cname.
+        assert per_class is not None and lab2cname is not None
         print("=> per-class result")
         accs = []
-        for label in sorted(self._per_class_res):
-            res = self._per_class_res[label]
+        for label in sorted(per_class):
+            res = per_class[label]
             correct, total = sum(res), len(res)
             acc = 100.0 * correct / total
             accs.append(acc)
             print(
-                f"* class: {label} ({self._lab2cname[label]})\t"
+                f"* class: {label} ({lab2cname[label]})\t"
                 f"total: {total:,}\t"
                 f"correct: {correct:,}\t"
                 f"acc: {acc:.1f}%"

@@ -8,7 +8,7 @@ checkpoints load with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Union
 
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, MultiStepLR, StepLR
@@ -37,7 +37,7 @@ class _BaseWarmupScheduler(LRScheduler):
         self.warmup_epoch = warmup_epoch
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> List[float]:
+    def get_lr(self) -> List[Union[float, torch.Tensor]]:
         raise NotImplementedError
 
     def step(self, epoch: Any = None) -> None:
@@ -81,7 +81,7 @@ class ConstantWarmupScheduler(_BaseWarmupScheduler):
         self.cons_lr = cons_lr
         super().__init__(optimizer, successor, warmup_epoch, last_epoch)
 
-    def get_lr(self) -> List[float]:
+    def get_lr(self) -> List[Union[float, torch.Tensor]]:
         if self.last_epoch >= self.warmup_epoch:
             return self.successor.get_last_lr()
         return [self.cons_lr for _ in self.base_lrs]
@@ -101,7 +101,7 @@ class LinearWarmupScheduler(_BaseWarmupScheduler):
         self.min_lr = min_lr
         super().__init__(optimizer, successor, warmup_epoch, last_epoch)
 
-    def get_lr(self) -> List[float]:
+    def get_lr(self) -> List[Union[float, torch.Tensor]]:
         if self.last_epoch >= self.warmup_epoch:
             return self.successor.get_last_lr()
         if self.last_epoch == 0:
@@ -134,7 +134,8 @@ def _multi_step(optimizer: torch.optim.Optimizer, optim_cfg: Any) -> LRScheduler
 
 
 def _cosine(optimizer: torch.optim.Optimizer, optim_cfg: Any) -> LRScheduler:
-    return CosineAnnealingLR(optimizer, float(optim_cfg.MAX_EPOCH))
+    # T_max stays a float as in Dassl (it is saved in the scheduler state); the stub says int.
+    return CosineAnnealingLR(optimizer, float(optim_cfg.MAX_EPOCH))  # type: ignore[arg-type]
 
 
 _BUILDERS = {"single_step": _single_step, "multi_step": _multi_step, "cosine": _cosine}

@@ -12,22 +12,22 @@ __all__ = ["AVAI_OPTIMS", "build_optimizer"]
 AVAI_OPTIMS = ["adam", "amsgrad", "sgd", "rmsprop", "radam", "adamw"]
 
 
-def _staged_param_groups(model: nn.Module, optim_cfg: Any) -> List[dict]:
+def _staged_param_groups(model: Union[nn.Module, Iterable[Any]], optim_cfg: Any) -> List[dict]:
     """Children in ``NEW_LAYERS`` train at ``LR``; all others at ``LR * BASE_LR_MULT``."""
     if not isinstance(model, nn.Module):
         raise TypeError(
             "When staged_lr is True, model given to "
             "build_optimizer() must be an instance of nn.Module"
         )
-    if isinstance(model, nn.DataParallel):
-        model = model.module
+    net: nn.Module = model.module if isinstance(model, nn.DataParallel) else model
     new_layers = optim_cfg.NEW_LAYERS
     if isinstance(new_layers, str):
         new_layers = [new_layers]
     if not new_layers:
         warnings.warn("new_layers is empty (staged_lr is useless)", stacklevel=2)
-    base_params, new_params = [], []
-    for name, module in model.named_children():
+    base_params: List[nn.Parameter] = []
+    new_params: List[nn.Parameter] = []
+    for name, module in net.named_children():
         target = new_params if name in new_layers else base_params
         target.extend(module.parameters())
     return [

@@ -23,9 +23,9 @@ class AverageMeter:
         self.reset()
 
     def reset(self) -> None:
-        self.val = 0
-        self.avg = 0
-        self.sum = 0
+        self.val: Any = 0
+        self.avg: float = 0
+        self.sum: float = 0
         self.count = 0
 
     def update(self, val: Any, n: int = 1) -> None:

@@ -83,7 +83,7 @@ def tolist_if_not(x: Any) -> list:
 
 def get_most_similar_str_to_a_from_b(a: str, b: Sequence[str]) -> Optional[str]:
     """Return the string of ``b`` most similar to ``a`` (ties go to the later candidate)."""
-    highest_sim = 0
+    highest_sim: float = 0
     chosen = None
     for candidate in b:
         sim = difflib.SequenceMatcher(None, a, candidate).ratio()
@@ -114,7 +114,10 @@ def get_rng_state() -> dict:
     import torch
 
     version, state, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    np_state = np.random.get_state()
+    # The global RandomState is MT19937, whose legacy state is always the 5-tuple.
+    assert isinstance(np_state, tuple)
+    kind, keys, pos, has_gauss, cached = np_state
     return {
         "python": [version, list(state), gauss],
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),

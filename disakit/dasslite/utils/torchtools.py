@@ -51,7 +51,7 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _atomic_write(fpath: str, write: Callable[[str], None]) -> None:
+def _atomic_write(fpath: str, write: Callable[[str], object]) -> None:
     """Call ``write(tmp_path)`` on a temporary file next to ``fpath``, then move it into place."""
     folder, name = osp.split(fpath)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder or ".")
@@ -299,13 +299,15 @@ def init_network_weights(model: nn.Module, init_type: str = "normal", gain: floa
     def _init_func(m: nn.Module) -> None:
         classname = m.__class__.__name__
         is_conv_or_linear = "Conv" in classname or "Linear" in classname
-        if is_conv_or_linear and getattr(m, "weight", None) is not None:
-            _init_weight(m.weight.data, init_type, gain)
-            if getattr(m, "bias", None) is not None:
-                nn.init.constant_(m.bias.data, 0.0)
+        weight = getattr(m, "weight", None)
+        bias = getattr(m, "bias", None)
+        if is_conv_or_linear and weight is not None:
+            _init_weight(weight.data, init_type, gain)
+            if bias is not None:
+                nn.init.constant_(bias.data, 0.0)
         elif "BatchNorm" in classname or "InstanceNorm" in classname:
-            if getattr(m, "weight", None) is not None and getattr(m, "bias", None) is not None:
-                nn.init.constant_(m.weight.data, 1.0)
-                nn.init.constant_(m.bias.data, 0.0)
+            if weight is not None and bias is not None:
+                nn.init.constant_(weight.data, 1.0)
+                nn.init.constant_(bias.data, 0.0)
 
     model.apply(_init_func)

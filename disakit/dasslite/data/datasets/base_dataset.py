@@ -80,7 +80,9 @@ def make_datum_unchecked(
     return Datum.from_fields(impath, label, domain, classname)
 
 
-FewShotResult = Union[List[Datum], List[List[Datum]], Tuple[Sequence[Datum], ...]]
+# One source: its K-shot list, or the source itself when num_shots < 1; several sources: a list
+# of K-shot lists, or the tuple of sources unchanged.
+FewShotResult = Union[Sequence[Datum], List[List[Datum]], Tuple[Sequence[Datum], ...]]
 
 
 class DatasetBase:

@@ -16,6 +16,13 @@ __all__ = ["build_sampler", "AVAI_SAMPLERS"]
 AVAI_SAMPLERS = ["RandomSampler", "SequentialSampler"]
 
 
+def _items(sampler_type: str, data_source: Optional[Sequence]) -> Sequence:
+    """``data_source`` (optional in the signature only, as in Dassl) or a clear error."""
+    if data_source is None:
+        raise TypeError(f"{sampler_type} needs a data_source (the items to sample from)")
+    return data_source
+
+
 def build_sampler(
     sampler_type: str,
     cfg: Optional[CfgNode] = None,
@@ -31,9 +38,9 @@ def build_sampler(
     ``batch_size``, ``n_domain`` and ``n_ins`` are accepted for Dassl signature compatibility.
     """
     if sampler_type == "RandomSampler":
-        return RandomSampler(data_source)
+        return RandomSampler(_items(sampler_type, data_source))
     if sampler_type == "SequentialSampler":
-        return SequentialSampler(data_source)
+        return SequentialSampler(_items(sampler_type, data_source))
     raise ValueError(
         f"Unknown sampler type: {sampler_type} (dasslite provides {', '.join(AVAI_SAMPLERS)}; "
         f"fix DATALOADER.TRAIN_X.SAMPLER / DATALOADER.TEST.SAMPLER)"
