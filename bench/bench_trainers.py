@@ -16,6 +16,10 @@ initialised CLIP of the chosen architecture, and driven with synthetic images:
 * peak memory: ``torch.cuda.max_memory_allocated`` over the training steps on CUDA; on CPU
   "n/a" (the process's peak RSS is printed below the table instead).
 
+``--grad-checkpointing`` sets ``MODEL.GRAD_CHECKPOINTING True`` (each transformer block's
+activations recomputed in the backward pass): run with and without it to see the trade-off,
+a lower peak memory for a slower training step (same losses and gradients).
+
 Prompt depths larger than the architecture's layers (e.g. depth 9 on the 2-layer ``tiny``) are
 clamped to its layer count, TCP's class-token layer to its last block, MMRL's representation
 layers to those it has (the last one if none). Class names are synthetic
@@ -27,6 +31,7 @@ Examples (from the repo root):
 
     python bench/bench_trainers.py --arch tiny --classes 50          # CPU smoke run (< 1 min)
     python bench/bench_trainers.py --arch ViT-B/16 --device cuda --prec fp16
+    python bench/bench_trainers.py --arch ViT-B/16 --device cuda --prec fp16 --grad-checkpointing
 """
 from __future__ import annotations
 
@@ -52,6 +57,7 @@ from protocol import config_name, config_path  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from disakit.bundle import register  # noqa: E402
+from disakit.clipkit.encoders import TextTower, VisionTower  # noqa: E402
 from disakit.clipkit.random_clip import CLIP_ARCHS, build_random_clip  # noqa: E402
 from disakit.dassl_api import get_cfg_default  # noqa: E402
 from disakit.trainers.base import build_standalone  # noqa: E402
@@ -70,6 +76,7 @@ def trainer_cfg(trainer: str, args: argparse.Namespace, layers: int):
     extend_cfg(cfg)
     cfg.merge_from_file(str(config_path(trainer, config_name(trainer, "base2new"))))
     cfg.TRAINER.NAME = trainer
+    cfg.MODEL.GRAD_CHECKPOINTING = bool(args.grad_checkpointing)
     node = cfg.TRAINER[trainer.upper()]
     node.PREC = args.prec
     for key in DEPTH_KEYS:
@@ -119,8 +126,7 @@ def bench_one(trainer: str, args: argparse.Namespace, classnames: list[str]) -> 
     """One table row: build the trainer quietly, then time training and evaluation."""
     device = torch.device(args.device)
     clip_model = build_random_clip(args.arch)
-    layers = min(len(clip_model.transformer.resblocks),
-                 len(clip_model.visual.transformer.resblocks))
+    layers = min(TextTower(clip_model).num_layers, VisionTower(clip_model).num_layers)
     cfg = trainer_cfg(trainer, args, layers)
     with contextlib.redirect_stdout(io.StringIO()):
         obj = build_standalone(cfg, clip_model, classnames, device)
@@ -161,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget", type=float, default=2.0,
                         help="seconds after which a measurement stops adding timed steps (2)")
     parser.add_argument("--trainers", nargs="+", default=list(DEFAULT_TRAINERS))
+    parser.add_argument("--grad-checkpointing", action="store_true",
+                        help="MODEL.GRAD_CHECKPOINTING True: recompute block activations in the "
+                             "backward pass (less memory, slower steps)")
     return parser
 
 
@@ -170,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     classnames = [f"synthetic class {i}" for i in range(args.classes)]
     rows = [bench_one(t, args, classnames) for t in args.trainers]
     print(f"arch {args.arch}, {args.classes} classes, prec {args.prec}, device {args.device}, "
+          f"gradient checkpointing {'on' if args.grad_checkpointing else 'off'}, "
           f"median of <= {args.steps} steps ({args.budget:g} s budget) after {args.warmup} "
           f"warm-up, torch {torch.__version__}")
     print(tabulate(rows, headers=["trainer", "config", "batch", "learned params",

@@ -1,5 +1,7 @@
-"""The towers' one block loop (disakit/clipkit/encoders.py): its side-stream slot, and that no
-other module loops over the CLIP blocks (prompts enter CLIP in one place)."""
+"""The towers' one block loop (disakit/clipkit/encoders.py): its side-stream slot, optional
+gradient checkpointing (same loss and gradients as without, for deep prompts, DPL's decoupled
+attention, MMRL's insertion and TCP's overwrite), and that no other module loops over the CLIP
+blocks (prompts enter CLIP in one place)."""
 from __future__ import annotations
 
 import ast
@@ -10,11 +12,28 @@ import pytest
 import torch
 from conftest import REPO
 
+from disakit import trainers  # noqa: F401  (registers the trainers)
 from disakit.clipkit import encoders
 from disakit.clipkit.compat import clip
 from disakit.clipkit.encoders import SideStream, TextTower, TokenInsertion, VisionTower
 from disakit.clipkit.prompts import tokenize
 from disakit.clipkit.random_clip import build_random_clip
+from disakit.dassl_api import get_cfg_default
+from disakit.trainers.base import build_standalone
+from disakit.trainers.config import extend_cfg
+
+CLASSNAMES = ["cat", "golden_retriever", "a very long class name with many words", "car"]
+# Options that fit the 2-layer tiny CLIP (deep prompts / representation layers in both blocks).
+TINY_OPTS = {
+    "IVLP": ["TRAINER.IVLP.PROMPT_DEPTH_TEXT", 2, "TRAINER.IVLP.PROMPT_DEPTH_VISION", 2],
+    "DiSa": ["TRAINER.DISA.PROMPT_DEPTH_TEXT", 2, "TRAINER.DISA.PROMPT_DEPTH_VISION", 2],
+    "DPL": ["TRAINER.DPL.PROMPT_DEPTH_TEXT", 2, "TRAINER.DPL.PROMPT_DEPTH_VISION", 2,
+            "TRAINER.DPL.GATE_INIT", 0.3],
+    "MMRL": ["TRAINER.MMRL.REP_LAYERS", [1, 2]],
+    "MMRLpp": ["TRAINER.MMRLPP.REP_LAYERS", [1, 2]],
+    "TCP": ["TRAINER.TCP.CLASS_TOKEN_LAYER", 1],
+}
+
 
 LOOP_LINE = re.compile(r"^\s*for\s.+\sin\s.*\b(res)?blocks\b")
 
@@ -83,6 +102,71 @@ def test_side_stream_shape_errors_name_the_tower(tiny):
     with pytest.raises(ValueError, match="ViT backbone"):
         VisionTower(resnet)(torch.randn(1, 3, 64, 64),
                             side_stream=_recording_stream(torch.randn(3, 5), []))
+
+
+# ------------------------------------------------------------------------ checkpointing
+def _trainer(tiny, name: str, checkpointing: bool):
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    cfg.TRAINER.NAME = name
+    cfg.DATASET.NAME = "OxfordPets"
+    cfg.merge_from_list(TINY_OPTS[name] + ["MODEL.GRAD_CHECKPOINTING", checkpointing])
+    torch.manual_seed(0)
+    trainer = build_standalone(cfg, tiny, CLASSNAMES)
+    if hasattr(trainer, "prototypes") and trainer.prototypes is None:  # DiSa's L_DiR
+        trainer.prototypes = torch.nn.functional.normalize(
+            torch.randn(4, tiny.visual.output_dim), dim=-1)
+    return trainer
+
+
+def _loss_and_grads(trainer):
+    learner = trainer.model.prompt_learner
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # move off the initialisation (zero B matrices, zero gates...)
+        for p in learner.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    images = torch.randn(2, 3, 224, 224, generator=generator)
+    trainer.set_model_mode("train")
+    torch.manual_seed(2)  # DiSa's masking draws
+    loss, _ = trainer.compute_loss(images, torch.tensor([0, 3]))
+    learner.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss.detach(), {n: p.grad for n, p in learner.named_parameters()}
+
+
+@pytest.mark.parametrize("name", list(TINY_OPTS))
+def test_grad_checkpointing_gives_the_same_loss_and_gradients(tiny, name, monkeypatch):
+    """Deep prompts (IVLP, DiSa), decoupled attention (DPL), insertion (MMRL, MMRL++) and a
+    one-layer overwrite (TCP): identical loss and gradients, with every block checkpointed."""
+    loss, grads = _loss_and_grads(_trainer(tiny, name, False))
+    steps = []
+
+    def counting(fn, *args, **kwargs):
+        steps.append(fn)
+        return torch.utils.checkpoint.checkpoint(fn, *args, **kwargs)
+
+    monkeypatch.setattr(encoders, "checkpoint", counting)
+    trainer = _trainer(tiny, name, True)
+    assert trainer.model.text.grad_checkpointing and trainer.model.vision.grad_checkpointing
+    loss_ckpt, grads_ckpt = _loss_and_grads(trainer)
+    assert len(steps) >= 2 and len(steps) % 2 == 0  # both blocks of every prompted pass
+    assert torch.equal(loss, loss_ckpt)
+    assert grads.keys() == grads_ckpt.keys()
+    for key, grad in grads.items():
+        assert grad is not None and torch.equal(grad, grads_ckpt[key]), key
+    steps.clear()
+    trainer.set_model_mode("eval")
+    trainer.model_inference(torch.randn(2, 3, 224, 224))
+    assert not steps  # no gradient recorded: nothing to save, plain blocks
+
+
+def test_grad_checkpointing_is_off_by_default(tiny):
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    assert cfg.MODEL.GRAD_CHECKPOINTING is False
+    cfg.merge_from_list(["TRAINER.NAME", "CoOp"])
+    model = build_standalone(cfg, tiny, CLASSNAMES).model
+    assert not model.text.grad_checkpointing and not model.vision.grad_checkpointing
 
 
 # ------------------------------------------------------------------------ one loop

@@ -117,6 +117,7 @@ class PromptTrainer(ClipTrainer):
             self.model = self.build_custom_clip(clip_model, classnames)
         except PromptDepthError as err:
             raise self._depth_error(err) from None
+        self.model.set_grad_checkpointing(bool(cfg.MODEL.GRAD_CHECKPOINTING))
         learner = self.model.prompt_learner
         print("Turning off gradients in both the image and the text encoder")
         trainable = freeze_all_but(self.model, learner)

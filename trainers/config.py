@@ -73,6 +73,7 @@ DATASET_KEYS: dict[str, Any] = {"DIR": "", "SPLIT_FILE": "", "SPLIT_FRACTIONS": 
 def extend_cfg(cfg: CN) -> None:
     """Add the toolkit's keys to an engine default config (docs/engine.md#configuration)."""
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
+    cfg.MODEL.GRAD_CHECKPOINTING = False  # recompute block activations in backward (exact)
     for key, value in DATASET_KEYS.items():
         cfg.DATASET[key] = value
     for node, keys in TRAINER_KEYS.items():

@@ -249,7 +249,7 @@ class DecoupledPrompts(nn.Module):
         """These prompts as a tower's side stream (:class:`~clipkit.encoders.SideStream`):
         ``Δ_0`` enters block 0, each block runs :func:`decoupled_block_forward` with its own
         gate, and :meth:`next_prompts` moves the prompts between blocks. The tower's own block
-        loop carries them, so slots and truncation are the tower's."""
+        loop carries them, so slots, checkpointing and truncation are the tower's."""
         gammas, attention = self.gammas(), self.attention
 
         def block_fn(layer: int, block: nn.Module, x: Tensor, side: Tensor, causal: bool,

@@ -35,6 +35,12 @@ Two exact speed-ups live here as well:
 * the text tower runs only up to the longest EOT position of the batch. Attention is causal and
   the feature is read at EOT, so later positions cannot change it (docs/methods/README.md).
 
+And one memory saving, off by default: with ``set_grad_checkpointing(True)`` each block step
+runs under :func:`torch.utils.checkpoint.checkpoint` (non-reentrant) while gradients are
+recorded, so a block's activations are recomputed in the backward pass instead of stored. The
+recomputation runs the same operations on the same inputs, so the loss and the gradients are
+the same (config key ``MODEL.GRAD_CHECKPOINTING``).
+
 Typing note: the stock ``clip`` modules (``CLIP``, ``VisionTransformer``,
 ``ResidualAttentionBlock``) are read by attribute name. ``nn.Module.__getattr__`` types every such
 read ``Tensor | Module``, which is wrong for them, so a stock module is typed ``Any`` where it is
@@ -48,6 +54,7 @@ from typing import Any, Callable, Literal, Optional, Protocol, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 VisualPromptPosition = Literal["append", "after_cls"]
 VISUAL_PROMPT_POSITIONS: tuple[str, ...] = ("append", "after_cls")
@@ -210,7 +217,7 @@ class SideStream:
     hands ``(x, side)`` to ``block_fn`` instead of :func:`block_forward`, and between blocks
     ``update`` turns block ``i``'s side output into block ``i + 1``'s side input (per-layer
     learned state). The other slots (deep prompts, overwrite, insertion) still apply to ``x``
-    before each block.
+    before each block, and gradient checkpointing covers the side stream's block steps too.
 
     ``tokens``: the side tokens entering block 0, (m, D) for every sequence or (N, m, D).
     ``block_fn(layer, block, x, side, causal, eot, side_out)`` returns the new ``(x, side)``:
@@ -241,10 +248,13 @@ class SideStream:
 def _block_loop(blocks: nn.Sequential, x: Tensor, *, causal: bool,
                 deep_prompts: Sequence[Optional[Tensor]], prompt_start: int,
                 token_overwrite: Optional[TokenOverwrite], insertion: Optional[TokenInsertion],
-                side_stream: Optional[SideStream], eot: Optional[Tensor]) -> Tensor:
+                side_stream: Optional[SideStream], eot: Optional[Tensor],
+                checkpointing: bool) -> Tensor:
     """The one block loop of the codebase (both towers' ``run_blocks``), slots in this order at
     the input of block ``i``: deep prompt ``i - 1``, token overwrite, insertion; then the block
-    (or the side stream's block function). Returns the last block's output states (N, L', D)."""
+    (or the side stream's block function), checkpointed when ``checkpointing`` and gradients
+    are recorded. Returns the last block's output states (N, L', D)."""
+    recompute = checkpointing and torch.is_grad_enabled()
     side = None if side_stream is None else _batched(side_stream.tokens, x)
     last = len(blocks) - 1
     for i, block in enumerate(blocks):
@@ -257,18 +267,28 @@ def _block_loop(blocks: nn.Sequential, x: Tensor, *, causal: bool,
         if insertion is not None:
             x = insertion.apply(x, i)  # text: causal attention covers the grown width
         if side_stream is None or side is None:
-            x = block_forward(block, x, causal)
+            x = _run(recompute, block_forward, block, x, causal)
             continue
         shifted = eot
         if eot is not None and insertion is not None and i >= insertion.layer:
             shifted = eot + insertion.n_tokens
-        x, out = side_stream.block_fn(i, block, x, side, causal, shifted, i < last)
+        x, out = _run(recompute, side_stream.block_fn, i, block, x, side, causal, shifted,
+                      i < last)
         if i < last:
             if out is None:
                 raise ValueError(f"the side stream's block function returned no side tokens "
                                  f"at block {i}, but block {i + 1} needs them")
             side = side_stream.update(out, i + 1)
     return x
+
+
+def _run(recompute: bool, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, or the same under non-reentrant activation checkpointing: the forward
+    result is the same, and the backward pass recomputes ``fn`` instead of reading stored
+    activations (same operations on the same inputs, so the same gradients)."""
+    if recompute:
+        return checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
 
 
 class TextTower(nn.Module):
@@ -287,6 +307,7 @@ class TextTower(nn.Module):
         self.blocks: nn.Sequential = stock.transformer.resblocks
         self.ln_final: nn.LayerNorm = stock.ln_final
         self.text_projection: nn.Parameter = stock.text_projection
+        self.grad_checkpointing = False
 
     @property
     def dtype(self) -> torch.dtype:
@@ -310,6 +331,11 @@ class TextTower(nn.Module):
     def num_heads(self) -> int:
         """Attention heads per block."""
         return block_heads(self.blocks[0])
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them
+        (module docstring): less memory for about one more forward pass, same gradients."""
+        self.grad_checkpointing = bool(enabled)
 
     def embed(self, tokens: Tensor) -> Tensor:
         """Token ids (N, L) -> token embeddings (N, L, D) in the activation dtype."""
@@ -373,7 +399,8 @@ class TextTower(nn.Module):
             side_stream.check(x.shape[0], self.width, "text")
         return _block_loop(self.blocks, x, causal=True, deep_prompts=deep_prompts,
                            prompt_start=prompt_start, token_overwrite=token_overwrite,
-                           insertion=insertion, side_stream=side_stream, eot=eot)
+                           insertion=insertion, side_stream=side_stream, eot=eot,
+                           checkpointing=self.grad_checkpointing)
 
     def project(self, x: Tensor, eot: Tensor) -> Tensor:
         """Final LayerNorm at each sequence's EOT position, then the text projection."""
@@ -421,6 +448,7 @@ class VisionTower(nn.Module):
         # The stock VisionTransformer (or ModifiedResNet), its parts read by name: typed Any.
         self.visual: Any = stock.visual
         self.is_vit = hasattr(self.visual, "transformer")
+        self.grad_checkpointing = False
 
     @property
     def dtype(self) -> torch.dtype:
@@ -455,6 +483,11 @@ class VisionTower(nn.Module):
     @property
     def patch_size(self) -> int:
         return self.visual.conv1.weight.shape[-1]
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them
+        (module docstring): less memory for about one more forward pass, same gradients."""
+        self.grad_checkpointing = bool(enabled)
 
     def forward(
         self,
@@ -524,7 +557,8 @@ class VisionTower(nn.Module):
             side_stream.check(x.shape[0], self.width, "vision")
         return _block_loop(self.blocks, x, causal=False, deep_prompts=deep_prompts,
                            prompt_start=prompt_start, token_overwrite=None, insertion=insertion,
-                           side_stream=side_stream, eot=None)
+                           side_stream=side_stream, eot=None,
+                           checkpointing=self.grad_checkpointing)
 
     def project_cls(self, tokens: Tensor) -> Tensor:
         """The pool: ``ln_post`` of the CLS token, then the projection (CLIP's image feature)."""

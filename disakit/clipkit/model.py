@@ -26,6 +26,14 @@ class PromptedCLIP(nn.Module):
         self.vision = VisionTower(clip_model)
         self.logit_scale = clip_model.logit_scale
 
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Gradient (activation) checkpointing in both towers' block loops, off by default
+        (``MODEL.GRAD_CHECKPOINTING``): while gradients are recorded, each block's activations
+        are recomputed in the backward pass instead of stored. Less memory for about one more
+        forward pass of time; the loss and the gradients are the same."""
+        self.text.set_grad_checkpointing(enabled)
+        self.vision.set_grad_checkpointing(enabled)
+
     # -- what a method defines ------------------------------------------------------------
     def text_features(self) -> Tensor:
         """Normalised prompted class features (C, E)."""
