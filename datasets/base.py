@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Optional, Tuple
 
-from disakit.dassl_api import DatasetBase, Datum, mkdir_if_missing
+from disakit.dassl_api import DatasetBase, Datum
 
 from . import common
 from .cache import FewShotCache
@@ -29,8 +29,10 @@ from .common import (
     subsample_classes,
     subsample_setting,
 )
+from .store import DatasetCache
 
-__all__ = ["CoOpDataset", "ImageNetVariant", "folder_items", "FEWSHOT_VAL_MAX_SHOTS"]
+__all__ = ["CoOpDataset", "ImageNetVariant", "dataset_cache", "folder_items",
+           "FEWSHOT_VAL_MAX_SHOTS"]
 
 FEWSHOT_VAL_MAX_SHOTS = 4  # few-shot val sets hold min(K, 4) images per class (upstream)
 
@@ -44,7 +46,8 @@ class CoOpDataset(DatasetBase):
     implement :meth:`build_split` when the split can be rebuilt from raw annotations. The
     constructor:
 
-    1. checks the dataset folder, creates ``split_fewshot/``;
+    1. checks the dataset folder; ``cache`` (:class:`~datasets.store.DatasetCache`) is where its
+       derived files live, and ``split_fewshot/`` is created (best effort, as upstream);
     2. reads the split JSON (checking every image in bulk) or builds and saves it;
     3. draws or loads the few-shot subsets (``NUM_SHOTS``, ``SEED``);
     4. keeps base or new classes (``SUBSAMPLE_CLASSES``).
@@ -53,6 +56,7 @@ class CoOpDataset(DatasetBase):
     dataset_dir = ""
     image_subdir = ""
     split_file = ""
+    cache: DatasetCache
     # Tests set this to False to parse real split files without their images.
     check_images = True
 
@@ -90,11 +94,11 @@ class CoOpDataset(DatasetBase):
         self.split_path = (
             os.path.join(self.dataset_dir, self.split_file) if self.split_file else ""
         )
-        self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
-        try:
-            mkdir_if_missing(self.split_fewshot_dir)
-        except OSError:  # a read-only data mount: runs work, caches are just not written
-            pass
+        self.cache = DatasetCache(self.dataset_dir)
+        # Upstream's attribute name; a read-only data mount leaves it uncreated (caches are
+        # then skipped with one line each, the run works).
+        self.split_fewshot_dir = self.cache.fewshot_dir
+        self.cache.create_fewshot_dir()
 
     def image_folder(self) -> str:
         """``image_dir``, which must exist (used before listing it)."""
@@ -142,7 +146,7 @@ class CoOpDataset(DatasetBase):
             print(f"NUM_SHOTS is {num_shots} (< 1): the whole training set is used "
                   f"({len(train)} images)")
             return train, val
-        cache = FewShotCache(self.split_fewshot_dir, self.dataset_dir, num_shots, seed)
+        cache = FewShotCache(self.cache, num_shots, seed)
         data = cache.load()
         if data is None:
             data = {"train": self.generate_fewshot_dataset(train, num_shots=num_shots)}
@@ -172,11 +176,14 @@ class ImageNetVariant(DatasetBase):
 
     dataset_dir = ""
     image_subdir = ""
+    cache: DatasetCache
 
     def __init__(self, cfg) -> None:
         name = type(self).__name__
         folder = os.path.join(dataset_root(cfg), type(self).dataset_dir)
         self.dataset_dir = require_path(folder, name)
+        self.cache = DatasetCache.absent(f"{name} is a test-only dataset, without few-shot draws "
+                                         "or a split_fewshot/ folder")
         self.image_dir = require_path(os.path.join(self.dataset_dir, self.image_subdir), name,
                                       what="image folder")
         text_file = require_path(os.path.join(self.dataset_dir, "classnames.txt"), name,
@@ -215,6 +222,19 @@ class ImageNetVariant(DatasetBase):
                 f"imagenet/classnames.txt there."
             )
         return classnames[wnid]
+
+
+def dataset_cache(dataset: object) -> DatasetCache:
+    """Where a built dataset's derived files live (class prototypes are cached there).
+
+    A reader on this module's templates declares its store (``cache``: the dataset folder, or
+    absent for the test-only variants); any other reader -- a CoOp checkout's own, in plugin
+    mode -- has none, said explicitly rather than guessed from its attributes.
+    """
+    if isinstance(dataset, (CoOpDataset, ImageNetVariant)):
+        return dataset.cache
+    return DatasetCache.absent(f"{type(dataset).__name__} is not one of this toolkit's dataset "
+                               "readers, whose derived files have a known folder")
 
 
 def folder_items(folder: str, label: int, classname: str) -> List[Datum]:

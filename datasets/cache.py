@@ -17,17 +17,21 @@ Items are stored as runs of consecutive items sharing folder, label, domain and 
 ImageNet's 1.28 M-item file ~30 MB, and loads in about a second without touching the images.
 A loaded cache is checked cheaply for staleness: the first and last image of every list must
 exist.
+
+Where the files live, the ``SEED < 0`` rule, atomic writes, the read-only-folder rule and JSON
+reading are :mod:`datasets.store`'s, shared with the class-prototype cache; this module adds
+what is particular to ``Datum`` lists (the run encoding, upstream pickles, staleness).
 """
 from __future__ import annotations
 
-import json
 import os
 import pickle
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from disakit.dassl_api import Datum
 
 from .common import bulk_build, make_datum
+from .store import DatasetCache, atomic_write, json_writer, read_json
 
 __all__ = [
     "CACHE_FORMAT", "PREPROCESSED_PKL", "PREPROCESSED_JSON", "StaleCacheError",
@@ -129,27 +133,21 @@ def decode_items(runs: Sequence, base_dir: str) -> List[Datum]:
     return items
 
 
-def write_datum_lists(path: str, lists: DatumLists, base_dir: str) -> None:
-    """Atomically write ``{"format": ..., name: runs}`` as compact JSON."""
-    payload = {"format": CACHE_FORMAT}
+def _datum_payload(lists: DatumLists, base_dir: str) -> Dict[str, Any]:
+    payload: Dict[str, Any] = {"format": CACHE_FORMAT}
     payload.update({key: encode_items(items, base_dir) for key, items in lists.items()})
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(payload, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return payload
+
+
+def write_datum_lists(path: str, lists: DatumLists, base_dir: str) -> None:
+    """Atomically write ``{"format": ..., name: runs}`` as compact JSON (errors propagate;
+    the caches write through :meth:`DatasetCache.save <datasets.store.DatasetCache.save>`)."""
+    atomic_write(path, json_writer(_datum_payload(lists, base_dir)))
 
 
 def read_datum_lists(path: str, base_dir: str) -> DatumLists:
     """Load a file written by :func:`write_datum_lists` (paths re-rooted at ``base_dir``)."""
-    try:
-        with open(path, "r") as f, bulk_build():
-            payload = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"Cache {path} is corrupt ({exc}); delete it.") from exc
+    payload = read_json(path)
     if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT:
         raise ValueError(
             f"Cache {path} was not written by this toolkit (expected format {CACHE_FORMAT!r}); "
@@ -172,25 +170,18 @@ def check_cache_fresh(lists: DatumLists, path: str) -> None:
 
 
 def _load_cached(
-    pkl_path: str, json_path: str, base_dir: str, message: str
+    pkl_path: Optional[str], json_path: Optional[str], base_dir: str, message: str
 ) -> Optional[DatumLists]:
+    """The upstream pickle if present, else our JSON, else None; checked for staleness."""
     readers: List[tuple] = [(pkl_path, load_dassl_pickle),
                             (json_path, lambda p: read_datum_lists(p, base_dir))]
     for path, reader in readers:
-        if os.path.exists(path):
+        if path is not None and os.path.exists(path):
             print(f"{message} {path}")
             data = reader(path)
             check_cache_fresh(data, path)
             return data
     return None
-
-
-def _save_cached(json_path: str, data: DatumLists, base_dir: str, message: str) -> None:
-    print(f"{message} {json_path}")
-    try:
-        write_datum_lists(json_path, data, base_dir)
-    except OSError as exc:  # e.g. a read-only data mount: run on without the cache
-        print(f"Note: could not write {json_path} ({exc}); continuing without the cache")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,40 +194,48 @@ class FewShotCache:
 
     Why: few-shot subsets are drawn once per (K, seed) and reused by base and new runs of that
     seed. A real Dassl's ``.pkl`` is preferred when present (same images as a Dassl run); our
-    own cache is the ``.json``. With ``seed < 0`` nothing is read or written.
+    own cache is the ``.json``. With ``seed < 0``, or for a dataset without derived files,
+    nothing is read or written (the paths are None).
     """
 
-    def __init__(self, fewshot_dir: str, dataset_dir: str, num_shots: int, seed: int) -> None:
-        stem = os.path.join(fewshot_dir, f"shot_{num_shots}-seed_{seed}")
-        self.pkl_path = stem + ".pkl"
-        self.json_path = stem + ".json"
-        self.dataset_dir = dataset_dir
-        self.enabled = seed >= 0
+    def __init__(self, store: DatasetCache, num_shots: int, seed: int) -> None:
+        stem = f"shot_{num_shots}-seed_{seed}"
+        self.store = store
+        self.pkl_path = store.fewshot_file(stem + ".pkl", seed)
+        self.json_path = store.fewshot_file(stem + ".json", seed)
+        self.enabled = self.json_path is not None
 
     def load(self) -> Optional[DatumLists]:
         """The cached ``{"train", ["val"]}`` lists, or None when there is no usable cache."""
-        if not self.enabled:
+        if not self.enabled or self.store.dataset_dir is None:
             return None
-        return _load_cached(self.pkl_path, self.json_path, self.dataset_dir,
+        return _load_cached(self.pkl_path, self.json_path, self.store.dataset_dir,
                             "Loading preprocessed few-shot data from")
 
     def save(self, data: DatumLists) -> None:
-        """Write ``data`` to the JSON cache (no-op when the seed is negative)."""
-        if self.enabled:
-            _save_cached(self.json_path, data, self.dataset_dir,
-                         "Saving preprocessed few-shot data to")
+        """Write ``data`` to the JSON cache (no-op when disabled; skipped with one line when
+        the folder cannot be written)."""
+        if self.json_path is not None and self.store.dataset_dir is not None:
+            self.store.save(self.json_path,
+                            json_writer(_datum_payload(data, self.store.dataset_dir)),
+                            "preprocessed few-shot data")
 
 
-def load_or_build_preprocessed(dataset_dir: str, build: Callable[[], DatumLists]) -> DatumLists:
+def load_or_build_preprocessed(store: DatasetCache, build: Callable[[], DatumLists]) -> DatumLists:
     """ImageNet's full ``{"train", "test"}`` lists: from a cache if any, else ``build()`` + save.
 
     Why: listing 1.33 M files takes minutes on a cold disk; the cache loads in about a second
-    and is never re-validated per file (only its first and last images are checked).
+    and is never re-validated per file (only its first and last images are checked). It does
+    not depend on the seed (the listing is sorted), so ``SEED < 0`` runs use it too.
     """
-    pkl_path = os.path.join(dataset_dir, PREPROCESSED_PKL)
-    json_path = os.path.join(dataset_dir, PREPROCESSED_JSON)
-    data = _load_cached(pkl_path, json_path, dataset_dir, "Loading preprocessed data from")
+    base_dir = store.dataset_dir
+    pkl_path = store.dataset_file(PREPROCESSED_PKL)
+    json_path = store.dataset_file(PREPROCESSED_JSON)
+    data = (_load_cached(pkl_path, json_path, base_dir, "Loading preprocessed data from")
+            if base_dir is not None else None)
     if data is None:
         data = build()
-        _save_cached(json_path, data, dataset_dir, "Saving preprocessed data to")
+        if json_path is not None and base_dir is not None:
+            store.save(json_path, json_writer(_datum_payload(data, base_dir)),
+                       "preprocessed data")
     return data

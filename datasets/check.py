@@ -40,6 +40,7 @@ from .imagefolder import (
     read_class_names,
     subset_folders,
 )
+from .store import FEWSHOT_DIR
 
 __all__ = ["Official", "OFFICIAL", "Report", "check_benchmark", "check_imagefolder",
            "check_data", "format_report", "main"]
@@ -424,7 +425,7 @@ def _folder_hint(dataset_dir: str, subpath: str) -> str:
     for child in _subdirs(dataset_dir):
         if child != top and _norm(child) == _norm(top):
             return f"\nhint: found {os.path.join(dataset_dir, child)}: rename it to {top}"
-    children = [c for c in _subdirs(dataset_dir) if c != "split_fewshot"]
+    children = [c for c in _subdirs(dataset_dir) if c != FEWSHOT_DIR]
     if len(children) >= 2:
         shown = ", ".join(children[:3]) + (", ..." if len(children) > 3 else "")
         return (f"\nhint: {dataset_dir} holds {_n(len(children))} folders ({shown}): a missing "

@@ -41,8 +41,9 @@ from disakit.dassl_api import Datum, read_json
 
 from . import common
 from .base import CoOpDataset
-from .cache import StaleCacheError
+from .cache import FewShotCache, StaleCacheError
 from .common import Split, bulk_build, concat_splits, make_datum, split_by_fractions
+from .store import FEWSHOT_DIR, fewshot_dir
 
 __all__ = [
     "ImageFolder", "ImageFolderSettings", "ImageFolderSource", "IMAGE_EXTENSIONS",
@@ -56,7 +57,7 @@ SUBSETS = ("train", "val", "test")
 SPLIT_PREFIX = "split_disakit_"
 META_KEY = "disakit"  # how a generated split was made (readers ignore unknown keys)
 # Folders that are never classes: the few-shot cache and the macOS zip residue.
-NOT_CLASSES = frozenset({"split_fewshot", "__MACOSX"})
+NOT_CLASSES = frozenset({FEWSHOT_DIR, "__MACOSX"})
 DOC = f"{common.DATASETS_DOC}, section 'Bring your own dataset'"
 
 
@@ -354,8 +355,7 @@ class ImageFolderSource:
         meta = data.get(META_KEY) if isinstance(data, dict) else None
         if not isinstance(meta, dict):
             return  # a split file written by hand under that name: used as it is
-        fix = (f"Fix: delete {path} and {os.path.join(self.dataset_dir, 'split_fewshot')} to "
-               "split again")
+        fix = f"Fix: delete {path} and {fewshot_dir(self.dataset_dir)} to split again"
         made = (tuple(meta.get("fractions", ())), meta.get("seed"))
         if made != (self.settings.fractions, self.settings.seed):
             raise ValueError(
@@ -409,16 +409,17 @@ class ImageFolder(CoOpDataset):
     def few_shot(self, train, val, num_shots, seed):
         """The benchmarks' few-shot draw, refusing a cached draw of another split."""
         drawn_train, drawn_val = super().few_shot(train, val, num_shots, seed)
-        if num_shots >= 1 and seed >= 0:
-            cache = os.path.join(self.split_fewshot_dir, f"shot_{num_shots}-seed_{seed}.json")
-            _check_drawn_from(drawn_train, train, cache, self.split_fewshot_dir)
+        cache = FewShotCache(self.cache, num_shots, seed).json_path
+        if num_shots >= 1 and cache is not None:
+            folder = os.path.dirname(cache)
+            _check_drawn_from(drawn_train, train, cache, folder)
             if val is not None and drawn_val is not val:
-                _check_drawn_from(drawn_val, val, cache, self.split_fewshot_dir)
+                _check_drawn_from(drawn_val, val, cache, folder)
         return drawn_train, drawn_val
 
 
 def _check_drawn_from(drawn: Sequence[Datum], full: Sequence[Datum], cache: str,
-                      fewshot_dir: str) -> None:
+                      folder: str) -> None:
     """Raise :class:`StaleCacheError` if a (cached) draw holds items the split does not.
 
     Why: a few-shot cache is keyed by (K, seed) only; after a re-split of the same folder (new
@@ -429,7 +430,7 @@ def _check_drawn_from(drawn: Sequence[Datum], full: Sequence[Datum], cache: str,
     foreign = [item.impath for item in drawn if (item.impath, item.label) not in known]
     if foreign:
         raise StaleCacheError(
-            f"The few-shot cache in {fewshot_dir} (e.g. {os.path.basename(cache)}) holds "
+            f"The few-shot cache in {folder} (e.g. {os.path.basename(cache)}) holds "
             f"{len(foreign)} image(s) that are not in this run's training or val list, e.g. "
             f"{foreign[0]}: it was drawn from another split of this folder. Fix: delete "
-            f"{fewshot_dir} (a seed's draw is redrawn identically)")
+            f"{folder} (a seed's draw is redrawn identically)")

@@ -27,7 +27,7 @@ class ImageNet(CoOpDataset):
     read_classnames = staticmethod(read_classnames)
 
     def load_full_split(self) -> Split:
-        data = load_or_build_preprocessed(self.dataset_dir, self._scan)
+        data = load_or_build_preprocessed(self.cache, self._scan)
         return data["train"], None, data["test"]
 
     def _scan(self) -> Dict[str, List[Datum]]:
