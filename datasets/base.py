@@ -12,13 +12,14 @@ so code written against the CoOp repositories keeps working.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, cast
 
 from disakit.dassl_api import DatasetBase, Datum
 
 from . import common
 from .cache import FewShotCache
 from .common import (
+    FullSplit,
     Split,
     bulk_build,
     check_images_exist,
@@ -111,7 +112,7 @@ class CoOpDataset(DatasetBase):
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def load_full_split(self) -> Split:
+    def load_full_split(self) -> FullSplit:
         """The full train/val/test lists: from the split JSON, else rebuilt and saved."""
         if self.split_path and os.path.exists(self.split_path):
             return common.read_split(self.split_path, self.image_dir, self.check_images, self.name)
@@ -131,7 +132,8 @@ class CoOpDataset(DatasetBase):
     def build_split(self) -> Split:
         """Build the split from raw annotations (only called when the split JSON is absent).
 
-        Return ``(train, None, test)`` for a dataset without a val list (ImageNet).
+        A dataset without a val list (ImageNet) overrides :meth:`load_full_split` instead,
+        which may return ``(train, None, test)``.
         """
         raise FileNotFoundError(
             f"{self.name}: split file not found: {self.split_path}. Fix: download it as "
@@ -149,13 +151,17 @@ class CoOpDataset(DatasetBase):
         cache = FewShotCache(self.cache, num_shots, seed)
         data = cache.load()
         if data is None:
-            data = {"train": self.generate_fewshot_dataset(train, num_shots=num_shots)}
+            data = {"train": self._draw(train, num_shots)}
             if val is not None:
-                val_shots = min(num_shots, FEWSHOT_VAL_MAX_SHOTS)
-                data["val"] = self.generate_fewshot_dataset(val, num_shots=val_shots)
+                data["val"] = self._draw(val, min(num_shots, FEWSHOT_VAL_MAX_SHOTS))
             cache.save(data)
         common.warn_short_classes(data["train"], num_shots)
         return data["train"], data.get("val", val)
+
+    def _draw(self, items: List[Datum], num_shots: int) -> List[Datum]:
+        """The engine's K-shot draw of one list (``num_shots >= 1``), which for a single source
+        is a list of ``Datum`` on either engine (its declared type covers several sources)."""
+        return cast(List[Datum], self.generate_fewshot_dataset(items, num_shots=num_shots))
 
     def _subsample(self, train, val, test, subsample: str) -> Split:
         """Base/new subsampling; without a val list (ImageNet) val is the test list."""

@@ -291,8 +291,8 @@ def _compare_official(report: Report, registry: str, split_name: str = "") -> No
     """The extra line: the counts against the official CoOp data."""
     official = OFFICIAL[registry]
     expected = {k: v for k, v in official._asdict().items() if v is not None}
-    parts = [f"{_n(official[i])} {k}" for i, k in enumerate(("train", "val", "test"))
-             if official[i] is not None]
+    sizes = {"train": official.train, "val": official.val, "test": official.test}
+    parts = [f"{_n(count)} {k}" for k, count in sizes.items() if count is not None]
     text = f"{' / '.join(parts)} images, {_n(official.classes)} classes"
     if all(report.counts.get(k) == v for k, v in expected.items()):
         report.line("official", f"same sizes as the official CoOp data ({text})")
@@ -765,12 +765,14 @@ def check_one(root: str, name: str, *, verify_images: bool = False,
     if registry:
         return check_benchmark(root, registry, verify_images=verify_images, sample=sample,
                                name=display)
+    assert path is not None  # resolve() names a YAML file whenever it names no benchmark
     try:
         cfg = _yaml_cfg(path, root)
         dataset = cfg.DATASET.NAME
         if dataset != "ImageFolder":
-            if _benchmark(dataset):
-                return check_benchmark(root, _benchmark(dataset), verify_images=verify_images,
+            benchmark = _benchmark(dataset)
+            if benchmark:
+                return check_benchmark(root, benchmark, verify_images=verify_images,
                                        sample=sample, name=display)
             raise ValueError(f"{path} names dataset {dataset!r}; check-data knows the 15 "
                              "benchmarks and ImageFolder")

@@ -14,6 +14,7 @@ not reproducible across machines).
 from __future__ import annotations
 
 import gc
+import json
 import math
 import os
 import random
@@ -37,6 +38,9 @@ SUBSAMPLE_CHOICES = ("all", "base", "new")
 _MAX_LISTED = 5  # how many missing paths an error message shows
 
 Split = Tuple[List[Datum], List[Datum], List[Datum]]
+# A dataset's full lists as a reader loads them: val is None where the test set serves as val
+# (ImageNet, an ImageFolder with one of val/ and test/).
+FullSplit = Tuple[List[Datum], Optional[List[Datum]], List[Datum]]
 
 
 class MissingImagesError(FileNotFoundError):
@@ -228,7 +232,7 @@ def read_split(
         split = read_json(filepath)
     except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError
         where = (f" (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-                 if hasattr(exc, "lineno") else f" ({exc})")
+                 if isinstance(exc, json.JSONDecodeError) else f" ({exc})")
         raise SplitFileError(f"split file {filepath} is not valid JSON{where}. "
                              + SPLIT_FIX.format(doc=DATASETS_DOC)) from None
     missing_keys = ([key for key in ("train", "val", "test") if key not in split]
@@ -240,15 +244,13 @@ def read_split(
         print(f"Warning: {filepath} is a generated random split ({split['generated']}), not "
               "the official CoOp split: results are NOT comparable with published numbers")
     with bulk_build():
-        lists = tuple(
+        train, val, test = (
             _convert_entries(split[key], path_prefix, f"{filepath} [{key}]")
             for key in ("train", "val", "test")
         )
     if check_images:
-        check_images_exist(
-            (item for items in lists for item in items), filepath, path_prefix, dataset
-        )
-    return lists
+        check_images_exist((*train, *val, *test), filepath, path_prefix, dataset)
+    return train, val, test
 
 
 def _strip_prefix(impath: str, path_prefix: str) -> str:
@@ -272,7 +274,9 @@ def save_split(
     def _extract(items: Sequence[Datum]) -> list:
         return [(_strip_prefix(it.impath, path_prefix), it.label, it.classname) for it in items]
 
-    split = {"train": _extract(train), "val": _extract(val), "test": _extract(test)}
+    split: Dict[str, object] = {
+        "train": _extract(train), "val": _extract(val), "test": _extract(test)
+    }
     if generated:
         split["generated"] = generated
     split.update(extra or {})
@@ -309,7 +313,8 @@ def split_trainval(
     tracker: Dict[int, List[int]] = defaultdict(list)
     for idx, item in enumerate(trainval):
         tracker[item.label].append(idx)
-    train, val = [], []
+    train: List[Datum] = []
+    val: List[Datum] = []
     for label, idxs in tracker.items():
         n_val = round(len(idxs) * p_val)
         _need(n_val > 0, f"class {label} has only {len(idxs)} trainval images; too few for "
@@ -333,8 +338,11 @@ def split_by_fractions(
     """Shuffle one class's images (``random.shuffle``) and cut them into train/val/test."""
     random.shuffle(impaths)
     n_train, n_val = _split_counts(len(impaths), p_trn, p_val, where)
-    cuts = (impaths[:n_train], impaths[n_train:n_train + n_val], impaths[n_train + n_val:])
-    return tuple([make_datum(p, label, 0, classname) for p in part] for part in cuts)
+    train, val, test = (
+        [make_datum(p, label, 0, classname) for p in part]
+        for part in (impaths[:n_train], impaths[n_train:n_train + n_val], impaths[n_train + n_val:])
+    )
+    return train, val, test
 
 
 def read_and_split_data(

@@ -26,10 +26,11 @@ class FGVCAircraft(CoOpDataset):
     def build_split(self) -> Split:
         classnames = read_text_lines(self.raw_file("variants.txt"))
         cname2lab = {c: i for i, c in enumerate(classnames)}
-        return tuple(
+        train, val, test = (
             self.read_data(cname2lab, f"images_variant_{split}.txt")
             for split in ("train", "val", "test")
         )
+        return train, val, test
 
     def read_data(self, cname2lab: Dict[str, int], split_file: str) -> List[Datum]:
         """Items of one official list file."""

@@ -42,7 +42,14 @@ from disakit.dassl_api import Datum, read_json
 from . import common
 from .base import CoOpDataset
 from .cache import FewShotCache, StaleCacheError
-from .common import Split, bulk_build, concat_splits, make_datum, split_by_fractions
+from .common import (
+    FullSplit,
+    Split,
+    bulk_build,
+    concat_splits,
+    make_datum,
+    split_by_fractions,
+)
 from .store import FEWSHOT_DIR, fewshot_dir
 
 __all__ = [
@@ -238,7 +245,7 @@ class ImageFolderSource:
 
     # -- the three sources ----------------------------------------------------------------------
 
-    def load(self, check_images: bool = True, save: bool = True) -> Split:
+    def load(self, check_images: bool = True, save: bool = True) -> FullSplit:
         """The full split (``val`` is None when one folder serves as val and test).
 
         ``save=False`` never writes (``check-data``); the reader saves a generated split.
@@ -264,7 +271,7 @@ class ImageFolderSource:
             self.save_generated(split, path)
         return split
 
-    def read_folders(self) -> Split:
+    def read_folders(self) -> FullSplit:
         """``train/`` plus ``val/`` and/or ``test/``, each with the class folders of ``train/``."""
         subsets = subset_folders(self.dataset_dir)
         if len(subsets) < 2:
@@ -403,7 +410,7 @@ class ImageFolder(CoOpDataset):
                 f"the dataset YAML (see {DOC})")
         return folder
 
-    def load_full_split(self) -> Split:
+    def load_full_split(self) -> FullSplit:
         return self.source.load(check_images=self.check_images)
 
     def few_shot(self, train, val, num_shots, seed):

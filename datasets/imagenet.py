@@ -9,7 +9,7 @@ from disakit.dassl_api import Datum
 
 from .base import CoOpDataset, folder_items
 from .cache import load_or_build_preprocessed
-from .common import Split, bulk_build, read_classnames, require_path
+from .common import FullSplit, bulk_build, read_classnames, require_path
 
 
 @bundled_dataset
@@ -26,7 +26,7 @@ class ImageNet(CoOpDataset):
     image_subdir = "images"
     read_classnames = staticmethod(read_classnames)
 
-    def load_full_split(self) -> Split:
+    def load_full_split(self) -> FullSplit:
         data = load_or_build_preprocessed(self.cache, self._scan)
         return data["train"], None, data["test"]
 

@@ -409,7 +409,8 @@ def make_dataset(
                          f"{num_classes} and {per_class}")
     folder = Path(root) / DATASET_FOLDERS[registry]
     folder.mkdir(parents=True, exist_ok=True)
-    layout = _Layout(folder, _table_for(registry, num_classes), tuple(per_class),
+    sizes = (per_class[0], per_class[1], per_class[2])  # a list is accepted too
+    layout = _Layout(folder, _table_for(registry, num_classes), sizes,
                      _Painter(image_size, seed), with_split_json, seed)
     _WRITERS[registry](layout)
     return folder
