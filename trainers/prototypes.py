@@ -7,31 +7,37 @@ mean, test transform, docs/methods/disa.md). Both need the same things, written 
 * the prototypes of the **current** ``train_x`` labels (after base/new subsampling, which
   relabels classes; upstream DAPT mixed the two), from the **frozen**
   image encoder (the same CLIP with prompts off);
+* a loader from the data layer: the engine's ``build_data_loader`` (through the seam, so a real
+  Dassl builds it when it is the engine), sequential, test batch size, ``is_train=False``: the
+  workers and pin-memory rule are the engine's, not repeated here;
 * a seeded, isolated random view: computing prototypes never changes the run's RNG streams, so
-  training draws the same batches and augmentations whether or not they came from the cache;
-* a cache in the dataset's ``split_fewshot/`` folder, computed once when training starts.
-  Upstream DAPT pickled an fp16 tensor to ``shot_<K>-seed_<S>_prototype.pkl`` in a separate
-  run; here the file is ``shot_<K>-seed_<S>_<tag>-prototype_<subsample>_<transform>.pt``
-  (``torch.save`` of plain tensors and strings, loaded with ``weights_only=True``, never
-  colliding with upstream's pickle). It stores the full key it was computed for (backbone,
-  input size, dataset, shots, seed, subsample, transform, normalisation, class names and a
-  digest of the labelled image list); a file whose key differs is recomputed, never used.
+  training draws the same batches and augmentations whether or not they came from the cache
+  (:func:`isolated_rng`, :func:`prototype_batches`);
+* a cache in the dataset's ``split_fewshot/`` folder, computed once when training starts,
+  through the dataset layer's cache API (:mod:`datasets.store`: where the file lives, atomic
+  writes, nothing for ``SEED < 0`` or a dataset without that folder, a read-only folder skipped
+  with one line, safe loading, key check). Upstream DAPT pickled an fp16 tensor to
+  ``shot_<K>-seed_<S>_prototype.pkl`` in a separate run; here the file is
+  ``shot_<K>-seed_<S>_<tag>-prototype_<subsample>_<transform>.pt`` (``torch.save`` of plain
+  tensors and strings, loaded with ``weights_only=True``, never colliding with upstream's
+  pickle). It stores the full key it was computed for (backbone, input size, dataset, shots,
+  seed, subsample, transform, normalisation, class names and a digest of the labelled image
+  list); a file whose key differs is recomputed, never used.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import os.path as osp
-from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from disakit.dassl_api import DatasetWrapper
-from disakit.runkit.safe_load import safe_torch_load
+from disakit.dassl_api import build_data_loader
+from disakit.datasets.base import dataset_cache
+from disakit.datasets.store import KeyedFile
 
 ProtoTransform = Literal["train", "test"]
 CACHE_FORMAT = "disakit/clipkit/class-prototypes/v1"
@@ -74,11 +80,23 @@ def isolated_rng(seed: int) -> Iterator[torch.Generator]:
 
 def prototype_batches(cfg, items: Sequence, transform: Callable,
                       generator: torch.Generator) -> DataLoader:
-    """A sequential loader over ``items`` with ``transform`` (test batch size, loader workers)."""
-    wrapper = DatasetWrapper(cfg, items, transform=transform, is_train=False)
-    return DataLoader(wrapper, batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, shuffle=False,
-                      num_workers=cfg.DATALOADER.NUM_WORKERS, generator=generator,
-                      pin_memory=torch.cuda.is_available() and cfg.USE_CUDA)
+    """A sequential loader over ``items`` with ``transform``, from the engine's
+    ``build_data_loader`` (test batch size, ``DATALOADER.NUM_WORKERS``, its pin-memory rule).
+
+    ``generator`` (from :func:`isolated_rng`) is the loader's: ``build_data_loader`` takes none,
+    and a loader without one draws its base seed from torch's global RNG each time it is
+    iterated. With ``NUM_WORKERS > 0`` that draw would equal the generator's (both are seeded
+    with the same seed inside :func:`isolated_rng`), but with ``NUM_WORKERS 0`` it would consume
+    the global RNG that the main process's transforms then draw from, shifting every random
+    augmentation of the ``train`` view (tests/test_prototypes_loader.py checks both against a
+    by-hand computation). The generator keeps the draws those of earlier versions, so cached
+    and recomputed prototypes agree.
+    """
+    loader = build_data_loader(cfg, sampler_type="SequentialSampler", data_source=items,
+                               batch_size=cfg.DATALOADER.TEST.BATCH_SIZE, tfm=transform,
+                               is_train=False)
+    loader.generator = generator  # read when the loader is iterated (torch's DataLoader)
+    return loader
 
 
 def items_digest(items: Sequence) -> str:
@@ -89,39 +107,11 @@ def items_digest(items: Sequence) -> str:
     return digest.hexdigest()
 
 
-class PrototypeCache:
-    """One prototype file and the key it must carry to be used (see module docstring)."""
-
-    def __init__(self, directory: Optional[str], name: str, key: dict[str, Any]) -> None:
-        self.path = osp.join(directory, name) if directory else None
-        self.key = key
-
-    def load(self) -> Optional[Tensor]:
-        """The cached prototypes, or None when missing, disabled or computed for another key."""
-        if self.path is None or not osp.isfile(self.path):
-            return None
-        data = safe_torch_load(self.path, what="prototype cache")
-        if data.get("format") != CACHE_FORMAT or data.get("key") != self.key:
-            print(f"Prototypes at {self.path} were computed for other settings; recomputing")
-            return None
-        print(f"Loading class prototypes from {self.path}")
-        return data["prototypes"]
-
-    def save(self, prototypes: Tensor) -> None:
-        """Write atomically (a crashed or concurrent run never leaves half a file)."""
-        if self.path is None:
-            return
-        tmp = f"{self.path}.tmp{os.getpid()}"
-        torch.save({"format": CACHE_FORMAT, "key": self.key,
-                    "prototypes": prototypes.detach().float().cpu()}, tmp)
-        os.replace(tmp, self.path)
-        print(f"Saving class prototypes to {self.path}")
-
-
-def prototype_cache(trainer, transform: ProtoTransform, normalize: bool,
-                    tag: str) -> PrototypeCache:
-    """The cache entry of ``trainer``'s current training set (disabled without a few-shot folder
-    — test-only datasets — or with ``SEED < 0``, whose draws are not reproducible)."""
+def prototype_cache(trainer, transform: ProtoTransform, normalize: bool, tag: str) -> KeyedFile:
+    """The cache file of ``trainer``'s current training set, in its dataset's store (disabled,
+    with the reason, for a dataset without a few-shot folder -- the test-only variants, a reader
+    not built on this toolkit's templates -- or with ``SEED < 0``, whose draws are not
+    reproducible)."""
     cfg, dataset = trainer.cfg, trainer.dm.dataset
     shots, seed = cfg.DATASET.NUM_SHOTS, cfg.SEED
     subsample = cfg.DATASET.get("SUBSAMPLE_CLASSES", "all")
@@ -129,10 +119,9 @@ def prototype_cache(trainer, transform: ProtoTransform, normalize: bool,
            "dataset": cfg.DATASET.NAME, "num_shots": shots, "seed": seed, "subsample": subsample,
            "transform": transform, "normalize": normalize, "classnames": list(dataset.classnames),
            "items": items_digest(dataset.train_x)}
-    directory = getattr(dataset, "split_fewshot_dir", None) if seed >= 0 else None
     shots_text = shots if shots >= 1 else "all"
     name = f"shot_{shots_text}-seed_{seed}_{tag}-prototype_{subsample}_{transform}.pt"
-    return PrototypeCache(directory, name, key)
+    return dataset_cache(dataset).keyed_file(name, seed, CACHE_FORMAT, key, "class prototypes")
 
 
 def compute_trainer_prototypes(trainer, transform: ProtoTransform, normalize: bool) -> Tensor:
@@ -162,13 +151,14 @@ def trainer_prototypes(trainer, transform: ProtoTransform = "test", normalize: b
     if transform not in ("train", "test"):
         raise ValueError(f"prototype transform must be 'train' or 'test', got {transform!r}")
     cache = prototype_cache(trainer, transform, normalize, tag)
-    prototypes = None if regenerate else cache.load()
-    if prototypes is None:
-        if not auto and not regenerate and cache.path is not None:
-            raise FileNotFoundError(
-                f"class prototypes not found (or stale) at {cache.path}; generate them first with "
-                f"the same options plus TRAINER.{trainer.CFG_NODE}.PROTOTYPE_GEN True, or set "
-                f"TRAINER.{trainer.CFG_NODE}.PROTO_AUTO True")
-        prototypes = compute_trainer_prototypes(trainer, transform, normalize)
-        cache.save(prototypes)
+    stored = None if regenerate else cache.load()
+    if stored is not None:
+        return stored["prototypes"].to(trainer.device)
+    if not auto and not regenerate and cache.path is not None:
+        raise FileNotFoundError(
+            f"class prototypes not found (or stale) at {cache.path}; generate them first with "
+            f"the same options plus TRAINER.{trainer.CFG_NODE}.PROTOTYPE_GEN True, or set "
+            f"TRAINER.{trainer.CFG_NODE}.PROTO_AUTO True")
+    prototypes = compute_trainer_prototypes(trainer, transform, normalize)
+    cache.save({"prototypes": prototypes.detach().float().cpu()})
     return prototypes.to(trainer.device)
