@@ -146,6 +146,22 @@ def test_foreign_pickled_objects_are_refused_unless_trusted(tmp_path, monkeypatc
     assert load_checkpoint(str(path))["scheduler"]["successor"].value == 7
 
 
+class _Shell:
+    """Unpickling this would call ``os.system``: torch refuses its module outright."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("true",))
+
+
+def test_blocked_module_is_refused_with_the_same_clear_error(tmp_path):
+    path = tmp_path / "shell.pth"
+    torch.save({"state_dict": {}, "epoch": 1, "extra": _Shell()}, str(path))
+    with pytest.raises(UnsafeCheckpointError, match=r"shell.pth.*system.*DISA_TRUST_CHECKPOINTS"):
+        load_checkpoint(str(path))
+
+
 def test_load_pretrained_weights_matches_name_and_shape(tmp_path, capsys):
     src = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 5))
     dst = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))

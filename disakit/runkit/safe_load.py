@@ -83,7 +83,10 @@ def _trusted_by_user() -> bool:
     return os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+# torch words a refused class in two ways: "Unsupported global: GLOBAL mod.Name" (a class not on
+# the allow-list) and "unsupported GLOBAL mod.name whose module mod is blocked" (modules such as
+# os/posix/subprocess that torch never admits).
+_GLOBAL = re.compile(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)")
 
 
 def _offending_global(err: BaseException) -> Optional[str]:
