@@ -46,7 +46,8 @@ def load_clip_for(cfg) -> nn.Module:
     resolution = clip_model.visual.input_resolution
     if cfg.INPUT.SIZE[0] != resolution:
         raise ValueError(f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match the CLIP backbone's "
-                         f"input resolution {resolution}; set INPUT.SIZE ({resolution}, {resolution})")
+                         f"input resolution {resolution}; set INPUT.SIZE "
+                         f"({resolution}, {resolution})")
     return clip_model
 
 
@@ -193,7 +194,8 @@ class PromptTrainer(ClipTrainer):
         for name in self.get_model_names():
             path = osp.join(directory, name, model_file)
             if not osp.exists(path):
-                raise FileNotFoundError(f'Model not found at "{path}"' + _load_hint(directory, name))
+                raise FileNotFoundError(f'Model not found at "{path}"'
+                                        + _load_hint(directory, name))
             checkpoint = load_checkpoint(path)
             state_dict = self._drop_class_dependent(checkpoint["state_dict"])
             print(f'Loading weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')

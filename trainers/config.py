@@ -240,4 +240,5 @@ def merge_checked(cfg: CN, source: str | list, what: str, trainer: str = "") -> 
             problem = _positive_problem(mismatch.group(3), mismatch.group(2), what)
             if problem:
                 raise ConfigError(problem) from err
-        raise ConfigError(f"{err} (in {what}; write floats with a decimal point, e.g. 8.0)") from err
+        raise ConfigError(f"{err} (in {what}; write floats with a decimal point, "
+                          "e.g. 8.0)") from err

@@ -115,6 +115,9 @@ class DPLCLIP(PromptedCLIP):
     """CLIP whose towers run decoupled attention with DPL prompts; a tower not prompted
     (``MODALITY``) is the frozen CLIP on ``TEXT_TEMPLATE`` / the plain image."""
 
+    prompt_learner: DPLPromptLearner
+    tokens: Tensor  # non-persistent buffer (set_classnames)
+
     def __init__(self, clip_model: nn.Module, classnames: Sequence[str],
                  settings: DPLSettings) -> None:
         super().__init__(clip_model)
@@ -143,6 +146,7 @@ class DPLCLIP(PromptedCLIP):
     def text_features(self) -> Tensor:
         learned = self.prompt_learner.text
         if learned is None:
+            assert self.frozen_text is not None  # built exactly when text is not prompted
             return self.frozen_text.features(self.text, self.classnames)
         return F.normalize(encode_text_decoupled(self.text, self.tokens, learned), dim=-1)
 
@@ -158,6 +162,7 @@ class DPL(PromptTrainer):
     """Decoupled prompt learning, cross-entropy only; logs the mean gate magnitude ``gate``."""
 
     CFG_NODE = "DPL"
+    model: DPLCLIP
 
     def build_custom_clip(self, clip_model: nn.Module, classnames: list[str]) -> PromptedCLIP:
         """DPL-R's model: decoupled attention in the prompted tower(s), template instances."""

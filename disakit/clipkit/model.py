@@ -6,7 +6,7 @@ once. Frozen and prompted passes use the *same* CLIP weights (the towers hold re
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,8 @@ class PromptedCLIP(nn.Module):
         super().__init__()
         self.text = TextTower(clip_model)
         self.vision = VisionTower(clip_model)
-        self.logit_scale = clip_model.logit_scale
+        stock: Any = clip_model  # a stock clip.model.CLIP (clipkit.encoders, typing note)
+        self.logit_scale: nn.Parameter = stock.logit_scale
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         """Gradient (activation) checkpointing in both towers' block loops, off by default

@@ -105,6 +105,12 @@ class PromptContext(nn.Module):
     ``1 .. n_ctx`` of that sentence, whatever they are (e.g. "X X X X" or "a photo of a").
     """
 
+    # Non-persistent buffers, (re)built by set_classnames.
+    token_prefix: Tensor
+    token_suffix: Tensor
+    eot: Tensor
+    tokens: Tensor
+
     def __init__(self, init: ContextInit, position: ClassTokenPosition = "end",
                  template: Optional[str] = None) -> None:
         super().__init__()

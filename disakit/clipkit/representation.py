@@ -66,7 +66,7 @@ class RepresentationSpec:
         layers = list(self.layers)
         if not layers:
             raise RepLayersError(layers, limit, "is empty")
-        if any(not isinstance(l, int) for l in layers) or layers != sorted(set(layers)):
+        if any(not isinstance(n, int) for n in layers) or layers != sorted(set(layers)):
             raise RepLayersError(layers, limit, "must be increasing whole numbers")
         if layers[0] < 1 or layers[-1] > limit:
             raise RepLayersError(layers, limit, "lie outside the towers")
@@ -227,6 +227,8 @@ class RepresentationCLIP(PromptedCLIP):
     """
 
     prompt_learner: RepresentationLearner
+    prompt_embeddings: Tensor  # non-persistent buffers (set_classnames)
+    eot: Tensor
 
     def __init__(self, clip_model: nn.Module, classnames: Sequence[str], template: str,
                  learner: type[RepresentationLearner], spec: RepresentationSpec,
@@ -292,6 +294,7 @@ class RepresentationCLIP(PromptedCLIP):
         if text_feats is None:
             text_feats = self.text_features(tokens)
         f_c, f_r = self.encode_image(images, tokens)
+        assert f_r is not None  # encode_image with the tokens inserted always returns f_r
         return self.scaled(f_c, text_feats), self.scaled(f_r, text_feats)
 
     def fuse(self, s_c: Tensor, s_r: Tensor) -> Tensor:
