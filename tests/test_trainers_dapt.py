@@ -20,7 +20,7 @@ from disakit.dassl_api import get_cfg_default, read_image
 from disakit.trainers.base import build_standalone
 from disakit.trainers.config import extend_cfg
 from disakit.trainers.dapt import DAPTPromptLearner, visual_prompt_init
-from disakit.trainers.prototypes import trainer_prototypes
+from disakit.trainers.prototypes import prototype_cache, trainer_prototypes
 
 CLASSNAMES = ["cat", "golden_retriever", "car"]
 
@@ -75,7 +75,9 @@ def test_training_steps_change_only_the_prompts(tiny):
     trainer.prototypes = F.normalize(torch.randn(3, 64), dim=-1) * 0.8
     learner = trainer.model.prompt_learner
     before = {k: v.clone() for k, v in learner.state_dict().items()}
-    assert set(before) == {"txt_ctx", "vis_ctx"}  # upstream DAPT's checkpoint keys
+    assert set(before) == {"ctx", "vis_ctx"}
+    saved = trainer.state_dict_for_checkpoint("prompt_learner")
+    assert set(saved) == {"txt_ctx", "vis_ctx"}  # upstream DAPT's checkpoint keys
     batch = {"img": torch.randn(4, 3, 224, 224), "label": torch.tensor([0, 1, 2, 0])}
     for _ in range(2):
         summary = trainer.forward_backward(batch)
@@ -145,6 +147,22 @@ def test_training_view_prototypes_are_seeded_and_leave_the_rng_alone(data_root, 
     test_view = trainer_prototypes(trainer, "test", normalize=True, tag="t1")
     assert (a - test_view).abs().max() > 1e-4
     assert torch.allclose(test_view.norm(dim=-1), torch.ones(2))  # DiSa's normalised mean
+
+
+def test_prototype_cache_key_covers_what_the_values_depend_on(data_root, tiny_clip_path):
+    trainer = build_trainer(data_root, tiny_clip_path, "DATASET.SUBSAMPLE_CLASSES", "base")
+    train_key = prototype_cache(trainer, "train", False, "k").key
+    test_key = prototype_cache(trainer, "test", True, "k").key
+    assert train_key["prec"] == trainer.precision.prec
+    assert train_key["input"]["SIZE"] == list(trainer.cfg.INPUT.SIZE)
+    assert train_key["input"]["TRANSFORMS"] == list(trainer.cfg.INPUT.TRANSFORMS)
+    assert train_key["loader"] == {"num_workers": trainer.cfg.DATALOADER.NUM_WORKERS,
+                                   "batch_size": trainer.cfg.DATALOADER.TEST.BATCH_SIZE}
+    assert "loader" not in test_key  # the test view is deterministic whatever the loader
+    trainer.cfg.defrost()
+    trainer.cfg.DATALOADER.NUM_WORKERS += 1
+    assert prototype_cache(trainer, "train", False, "k").key != train_key
+    assert prototype_cache(trainer, "test", True, "k").key == test_key
 
 
 def test_prototype_cache_round_trip_and_invalidation(data_root, tiny_clip_path, tmp_path):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Callable, Iterable, Iterator, Literal, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -107,6 +107,15 @@ def items_digest(items: Sequence) -> str:
     return digest.hexdigest()
 
 
+def _plain(node: Any) -> Any:
+    """A config node as plain dicts, lists and scalars (what a tensor file may store)."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_plain(v) for v in node]
+    return node
+
+
 def prototype_cache(trainer, transform: ProtoTransform, normalize: bool, tag: str) -> KeyedFile:
     """The cache file of ``trainer``'s current training set, in its dataset's store (disabled,
     with the reason, for a dataset without a few-shot folder -- the test-only variants, a reader
@@ -115,10 +124,18 @@ def prototype_cache(trainer, transform: ProtoTransform, normalize: bool, tag: st
     cfg, dataset = trainer.cfg, trainer.dm.dataset
     shots, seed = cfg.DATASET.NUM_SHOTS, cfg.SEED
     subsample = cfg.DATASET.get("SUBSAMPLE_CLASSES", "all")
+    # Everything the stored values depend on: the frozen encoder and its precision, the whole
+    # INPUT node (size, transforms and their parameters, normalisation), the images and labels,
+    # and for the random training view also the loader (which worker, seeded how, augments
+    # which image depends on the number of workers and the batch size).
     key = {"backbone": cfg.MODEL.BACKBONE.NAME, "input_size": list(cfg.INPUT.SIZE),
+           "input": _plain(cfg.INPUT), "prec": trainer.precision.prec,
            "dataset": cfg.DATASET.NAME, "num_shots": shots, "seed": seed, "subsample": subsample,
            "transform": transform, "normalize": normalize, "classnames": list(dataset.classnames),
            "items": items_digest(dataset.train_x)}
+    if transform == "train":
+        key["loader"] = {"num_workers": cfg.DATALOADER.NUM_WORKERS,
+                         "batch_size": cfg.DATALOADER.TEST.BATCH_SIZE}
     shots_text = shots if shots >= 1 else "all"
     name = f"shot_{shots_text}-seed_{seed}_{tag}-prototype_{subsample}_{transform}.pt"
     return dataset_cache(dataset).keyed_file(name, seed, CACHE_FORMAT, key, "class prototypes")
