@@ -121,25 +121,33 @@ else:
 # (its resume points, random states, extra state such as GPA's) is the same on either engine and
 # a folder written by one resumes on the other. Checkpoints are read through the project's own
 # safe loader whichever engine runs: a real Dassl's ``load_checkpoint`` unpickles arbitrary
-# objects (or fails on torch >= 2.6).
+# objects (or fails on torch >= 2.6). ``load_matching_weights`` is ``load_pretrained_weights`` on
+# a state dict already read (the trainers' ``MODEL.INIT_WEIGHTS``, after their saved-key renames).
 from disakit.dasslite.engine.base import TrainerBase as _LiteTrainerBase  # noqa: E402
 from disakit.dasslite.engine.trainer import SimpleTrainer as _LiteSimpleTrainer  # noqa: E402
-from disakit.dasslite.utils.torchtools import load_checkpoint  # noqa: E402
+from disakit.dasslite.utils.torchtools import (  # noqa: E402
+    load_checkpoint,
+    load_matching_weights,
+)
 
 
 class RunBookkeeping:
     """Put before the engine's trainer class in the bases (``class T(RunBookkeeping, TrainerX)``).
 
     It gives, from the bundled engine (docs/engine.md#checkpoints): ``save_model`` (atomic files,
-    random states, the ``extra_checkpoint_state`` hook), ``resume_model_if_exist`` (stale
-    temporary files removed, the ``checkpoint`` pointer required, ``load_extra_checkpoint_state``
-    called, random states restored), ``before_train`` (resume, then the best val result so far)
+    random states, the ``extra_checkpoint_state`` hook; the weights through
+    ``state_dict_for_checkpoint``, read back through ``state_dict_from_checkpoint``),
+    ``resume_model_if_exist`` (stale temporary files removed, the ``checkpoint`` pointer
+    required, ``load_extra_checkpoint_state`` called, random states restored), ``before_train``
+    (resume, then the best val result so far)
     and ``after_epoch`` (the rolling ``model-resume.pth.tar`` between kept checkpoints). On the
     bundled engine these are the methods the trainer has anyway; on a real Dassl they replace
     Dassl's, whose lifecycle otherwise runs unchanged.
     """
 
     save_model = _LiteTrainerBase.save_model
+    state_dict_for_checkpoint = _LiteTrainerBase.state_dict_for_checkpoint
+    state_dict_from_checkpoint = _LiteTrainerBase.state_dict_from_checkpoint
     extra_checkpoint_state = _LiteTrainerBase.extra_checkpoint_state
     load_extra_checkpoint_state = _LiteTrainerBase.load_extra_checkpoint_state
     resume_model_if_exist = _LiteTrainerBase.resume_model_if_exist
@@ -152,7 +160,7 @@ class RunBookkeeping:
 
 
 __all__ = [
-    "BACKEND", "RunBookkeeping", "load_checkpoint",
+    "BACKEND", "RunBookkeeping", "load_checkpoint", "load_matching_weights",
     # config, engine, data
     "get_cfg_default", "clean_cfg", "TRAINER_REGISTRY", "build_trainer", "TrainerBase",
     "SimpleTrainer", "TrainerX", "DataManager", "DatasetWrapper", "build_data_loader",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os.path as osp
 from collections import OrderedDict
+from functools import partial
 from typing import Any, Dict, List, Optional, Union
 
 import torch
@@ -95,7 +96,7 @@ class TrainerBase:
         for name in self.get_model_names():
             optim, sched = self._optims[name], self._scheds[name]
             state = {
-                "state_dict": self._models[name].state_dict(),
+                "state_dict": self.state_dict_for_checkpoint(name),
                 "epoch": epoch + 1,
                 "optimizer": None if optim is None else optim.state_dict(),
                 "scheduler": None if sched is None else sched.state_dict(),
@@ -106,6 +107,19 @@ class TrainerBase:
             save_checkpoint(
                 state, osp.join(directory, name), is_best=is_best, model_name=model_name
             )
+
+    def state_dict_for_checkpoint(self, name: str) -> Dict[str, Any]:
+        """The weights ``save_model`` writes for model ``name``: its ``state_dict()``.
+
+        A trainer that saves some entries under other names (e.g. an upstream repository's)
+        renames them here and back in ``state_dict_from_checkpoint``.
+        """
+        return self._models[name].state_dict()
+
+    def state_dict_from_checkpoint(self, name: str, state_dict: Dict[str, Any]) -> Dict[str, Any]:
+        """A checkpoint's ``state_dict`` as model ``name`` loads it (on resume and
+        ``load_model``): the inverse of ``state_dict_for_checkpoint``; unchanged by default."""
+        return state_dict
 
     def extra_checkpoint_state(self, name: str) -> Dict[str, Any]:
         """Extra entries saved with model ``name`` (e.g. an accumulator); none by default.
@@ -136,7 +150,7 @@ class TrainerBase:
         for name in names:
             checkpoint = restore_checkpoint(
                 osp.join(directory, name), self._models[name], self._optims[name],
-                self._scheds[name],
+                self._scheds[name], prepare=partial(self.state_dict_from_checkpoint, name),
             )
             self.load_extra_checkpoint_state(name, checkpoint)
             start_epoch = checkpoint["epoch"]
@@ -163,7 +177,8 @@ class TrainerBase:
                 f"Load {model_path} to {name} "
                 f"(epoch={checkpoint['epoch']}, val_result={val_result})"
             )
-            self._models[name].load_state_dict(checkpoint["state_dict"])
+            self._models[name].load_state_dict(
+                self.state_dict_from_checkpoint(name, checkpoint["state_dict"]))
 
     @staticmethod
     def checkpoint_file_name(epoch: Optional[int] = None) -> str:

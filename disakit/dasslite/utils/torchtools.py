@@ -180,15 +180,18 @@ def restore_checkpoint(
     model: nn.Module,
     optimizer: Optional[torch.optim.Optimizer] = None,
     scheduler: Optional[Any] = None,
+    prepare: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
 ) -> Dict[str, Any]:
     """Like ``resume_from_checkpoint`` but return the whole loaded checkpoint dict.
 
     Why: trainers that store extra entries (e.g. an accumulator) read them back from it.
+    ``prepare`` maps the saved ``state_dict`` to what ``model`` loads (saved-key renames).
     """
     fpath = _read_pointer(fdir)
     print('Loading checkpoint from "{}"'.format(fpath))
     checkpoint = load_checkpoint(fpath)
-    model.load_state_dict(checkpoint["state_dict"])
+    state_dict = checkpoint["state_dict"]
+    model.load_state_dict(state_dict if prepare is None else prepare(state_dict))
     print("Loaded model weights")
     if optimizer is not None and checkpoint.get("optimizer") is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -221,7 +224,12 @@ def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
     layers are reported and skipped instead of failing.
     """
     checkpoint = load_checkpoint(weight_path)
-    state_dict = checkpoint.get("state_dict", checkpoint)
+    load_matching_weights(model, checkpoint.get("state_dict", checkpoint), weight_path)
+
+
+def load_matching_weights(model: nn.Module, state_dict: Dict[str, Any], source: str) -> None:
+    """``load_pretrained_weights`` on a state dict already read from ``source`` (a file name
+    for the messages): e.g. a trainer's, after undoing its saved-key renames."""
     model_dict = model.state_dict()
     matched, discarded = OrderedDict(), []
     for k, v in _strip_module_prefix(state_dict).items():
@@ -232,9 +240,9 @@ def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
     model_dict.update(matched)
     model.load_state_dict(model_dict)
     if not matched:
-        warnings.warn(f"Cannot load {weight_path} (check the key names manually)", stacklevel=2)
+        warnings.warn(f"Cannot load {source} (check the key names manually)", stacklevel=3)
         return
-    print(f"Successfully loaded pretrained weights from {weight_path}")
+    print(f"Successfully loaded pretrained weights from {source}")
     if discarded:
         print(f"Layers discarded due to unmatched keys or size: {discarded}")
 
