@@ -7,7 +7,8 @@ pass (chunked over images to bound memory), truncated to the longest class promp
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,17 @@ from disakit.bundle import bundled_trainer
 from disakit.clipkit.model import PromptedCLIP
 from disakit.clipkit.prompts import ContextInit, PromptContext, init_context
 from disakit.trainers.base import PromptTrainer
+from disakit.trainers.settings import PromptSettings
+
+
+@dataclass(frozen=True)
+class CoCoOpSettings(PromptSettings):
+    """``TRAINER.COCOOP`` (docs/methods/cocoop.md)."""
+
+    NODE = "COCOOP"
+
+    n_ctx: int
+    ctx_init: str
 
 
 class ConditionalContext(PromptContext):
@@ -42,17 +54,20 @@ class CoCoOpCLIP(PromptedCLIP):
     # Upper bound on text sequences per pass (images are chunked so that chunk·C stays below).
     MAX_TEXT_SEQUENCES: ClassVar[int] = 8192
 
-    def __init__(self, clip_model: nn.Module, classnames: list[str], opts) -> None:
+    prompt_learner: ConditionalContext
+
+    def __init__(self, clip_model: nn.Module, classnames: Sequence[str], n_ctx: int,
+                 ctx_init: str = "") -> None:
+        """``n_ctx`` context tokens (a non-empty ``ctx_init`` phrase sets them and their
+        number), shifted per image by the meta-net."""
         super().__init__(clip_model)
-        init = init_context(self.text.embed, self.text.width, opts.N_CTX, opts.CTX_INIT,
-                            policy="words")
+        init = init_context(self.text.embed, self.text.width, n_ctx, ctx_init, policy="words")
         print(f'Initial context: "{init.prefix_text}"')
         print(f"Number of context words (tokens): {init.n_ctx}")
-        embed_dim = self.text.text_projection.shape[1]
-        self.prompt_learner = ConditionalContext(init, embed_dim)
+        self.prompt_learner = ConditionalContext(init, self.text.text_projection.shape[1])
         self.set_classnames(classnames)
 
-    def set_classnames(self, classnames: list[str]) -> None:
+    def set_classnames(self, classnames: Sequence[str]) -> None:
         self.prompt_learner.set_classnames(classnames, self.text.embed)
 
     def image_features(self, images: Tensor) -> Tensor:
@@ -74,7 +89,7 @@ class CoCoOpCLIP(PromptedCLIP):
         feats = self.text.encode_embeddings(embeds.flatten(0, 1), eot.repeat(batch))
         return F.normalize(feats, dim=-1).view(batch, n_cls, -1)
 
-    def forward(self, images: Tensor, text_feats: Tensor | None = None) -> Tensor:
+    def forward(self, images: Tensor, text_feats: Optional[Tensor] = None) -> Tensor:
         """Logits ``s · f̂_b · ĝ_bᵀ`` per image (``text_feats`` is not accepted: no caching)."""
         if text_feats is not None:
             raise ValueError("CoCoOp cannot use cached class features (they depend on the image)")
@@ -87,12 +102,14 @@ class CoCoOpCLIP(PromptedCLIP):
 class CoCoOp(PromptTrainer):
     """Conditional Context Optimization: cross-entropy on image-conditioned prompts."""
 
-    CFG_NODE = "COCOOP"
+    SETTINGS = CoCoOpSettings
     SUMMARY_ACC = False
+
+    settings: CoCoOpSettings
 
     def build_custom_clip(self, clip_model: nn.Module, classnames: list[str]) -> PromptedCLIP:
         """CoCoOp's model: a generic context plus the meta-net, class at the end."""
-        return CoCoOpCLIP(clip_model, classnames, self.opts)
+        return CoCoOpCLIP(clip_model, classnames, self.settings.n_ctx, self.settings.ctx_init)
 
     @torch.no_grad()
     def model_inference(self, images: Tensor) -> Tensor:

@@ -10,7 +10,8 @@ prototype, the mean frozen-CLIP feature of that class's training images
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,25 @@ from disakit.clipkit.model import PromptedCLIP
 from disakit.clipkit.prompts import ContextInit, PromptContext, init_context
 from disakit.dassl_api import compute_accuracy
 from disakit.trainers.base import PromptTrainer
-from disakit.trainers.prototypes import trainer_prototypes
+from disakit.trainers.prototypes import ProtoTransform, trainer_prototypes
+from disakit.trainers.settings import PromptSettings
+
+
+@dataclass(frozen=True)
+class DAPTSettings(PromptSettings):
+    """``TRAINER.DAPT`` (docs/methods/dapt.md)."""
+
+    NODE = "DAPT"
+
+    txt_num_tokens: int
+    vis_num_tokens: int
+    vis_dropout: float
+    vis_beta: float
+    txt_beta: float
+    txt_rbf_t: float
+    prototype_gen: bool
+    proto_transform: ProtoTransform
+    proto_auto: bool
 
 
 def visual_prompt_init(n_tokens: int, width: int, patch_size: int) -> Tensor:
@@ -32,14 +51,12 @@ def visual_prompt_init(n_tokens: int, width: int, patch_size: int) -> Tensor:
 
 
 class DAPTPromptLearner(PromptContext):
-    """CoOp's shared text context plus ``vis_ctx`` (n_v, vision width) with dropout.
+    """CoOp's shared text context ``ctx`` plus ``vis_ctx`` (n_v, vision width) with dropout.
 
-    Checkpoint keys are upstream DAPT's: the text context is saved as ``txt_ctx`` (it is
-    :class:`PromptContext`'s ``ctx`` in memory), the visual prompts as ``vis_ctx``; so upstream
-    checkpoints load too (their token buffers are dropped by ``load_model``).
+    Checkpoints name them as upstream DAPT does, ``txt_ctx`` and ``vis_ctx`` (the trainer's
+    ``CHECKPOINT_KEYS``), so upstream checkpoints load too (their token buffers are dropped by
+    ``load_model``).
     """
-
-    SAVED_TEXT_KEY: ClassVar[str] = "txt_ctx"
 
     def __init__(self, text_init: ContextInit, vis_ctx: Tensor, vis_dropout: float = 0.0) -> None:
         super().__init__(text_init, "end")
@@ -50,18 +67,11 @@ class DAPTPromptLearner(PromptContext):
         """The visual prompts as inserted (dropout ``VIS_DROPOUT`` in training mode)."""
         return self.vis_dropout(self.vis_ctx)
 
-    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-        destination[prefix + self.SAVED_TEXT_KEY] = destination.pop(prefix + "ctx")
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        if prefix + self.SAVED_TEXT_KEY in state_dict:
-            state_dict[prefix + "ctx"] = state_dict.pop(prefix + self.SAVED_TEXT_KEY)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
 
 class DAPTCLIP(PromptedCLIP):
     """CLIP with a shallow text context and shallow visual prompts after ``ln_pre``."""
+
+    prompt_learner: DAPTPromptLearner
 
     def __init__(self, clip_model: nn.Module, classnames: Sequence[str], n_txt: int, n_vis: int,
                  vis_dropout: float = 0.0) -> None:
@@ -89,21 +99,19 @@ class DAPTCLIP(PromptedCLIP):
 class DAPT(PromptTrainer):
     """``L = CE + VIS_BETA · L_intra + TXT_BETA · L_inter`` (docs/methods/dapt.md)."""
 
-    CFG_NODE = "DAPT"
+    SETTINGS = DAPTSettings
+    CHECKPOINT_KEYS = {"ctx": "txt_ctx"}  # upstream DAPT's name of the text context
     prototypes: Optional[Tensor] = None  # (C, E) fp32; set when training starts
 
-    def check_cfg(self, cfg) -> None:
-        super().check_cfg(cfg)
-        if cfg.TRAINER.DAPT.PROTO_TRANSFORM not in ("train", "test"):
-            raise ValueError("TRAINER.DAPT.PROTO_TRANSFORM must be 'train' or 'test', got "
-                             f"{cfg.TRAINER.DAPT.PROTO_TRANSFORM!r}")
+    model: DAPTCLIP
+    settings: DAPTSettings
 
     def build_custom_clip(self, clip_model: nn.Module, classnames: list[str]) -> PromptedCLIP:
         """DAPT's model: 16 random text context tokens, 16 visual prompts after CLS."""
-        opts = self.opts
-        print(f"Number of text prompt tokens: {opts.TXT_NUM_TOKENS}; visual: {opts.VIS_NUM_TOKENS}")
-        return DAPTCLIP(clip_model, classnames, opts.TXT_NUM_TOKENS, opts.VIS_NUM_TOKENS,
-                        opts.VIS_DROPOUT)
+        s = self.settings
+        print(f"Number of text prompt tokens: {s.txt_num_tokens}; visual: {s.vis_num_tokens}")
+        return DAPTCLIP(clip_model, classnames, s.txt_num_tokens, s.vis_num_tokens,
+                        s.vis_dropout)
 
     # -- prototypes ----------------------------------------------------------------------------
     def load_prototypes(self, regenerate: bool = False) -> Tensor:
@@ -112,8 +120,8 @@ class DAPT(PromptTrainer):
         if not hasattr(self, "dm"):
             raise RuntimeError("DAPT needs class prototypes: set trainer.prototypes (C, E) when "
                                "driving the trainer without a dataset (build_standalone)")
-        self.prototypes = trainer_prototypes(self, self.opts.PROTO_TRANSFORM, normalize=False,
-                                             tag="dapt", auto=self.opts.PROTO_AUTO,
+        self.prototypes = trainer_prototypes(self, self.settings.proto_transform, normalize=False,
+                                             tag="dapt", auto=self.settings.proto_auto,
                                              regenerate=regenerate)
         return self.prototypes
 
@@ -121,10 +129,10 @@ class DAPT(PromptTrainer):
         super().before_train()
         self.load_prototypes()
 
-    def train(self) -> None:
+    def train(self, *args: Any, **kwargs: Any) -> None:
         """Train; with ``PROTOTYPE_GEN`` only (re)generate the prototype cache (upstream flow)."""
-        if not self.opts.PROTOTYPE_GEN:
-            super().train()
+        if not self.settings.prototype_gen:
+            super().train(*args, **kwargs)
             return
         self.load_prototypes(regenerate=True)
         print("Prototype generation finished (TRAINER.DAPT.PROTOTYPE_GEN True); nothing trained")
@@ -133,11 +141,11 @@ class DAPT(PromptTrainer):
     def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Cross-entropy plus the intra (visual) and inter (text) dispersion terms."""
         prototypes = self.prototypes if self.prototypes is not None else self.load_prototypes()
-        model, opts = self.model, self.opts
+        model, s = self.model, self.settings
         text = model.text_features()
         image = model.image_features(images)
         logits = model.logits(image, text)
         loss = total({"ce": cross_entropy(logits, labels),
-                      "intra": opts.VIS_BETA * intra_dispersion(image, prototypes[labels]),
-                      "inter": opts.TXT_BETA * inter_dispersion(text, opts.TXT_RBF_T)})
+                      "intra": s.vis_beta * intra_dispersion(image, prototypes[labels]),
+                      "inter": s.txt_beta * inter_dispersion(text, s.txt_rbf_t)})
         return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, labels)[0].item()}

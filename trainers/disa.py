@@ -21,7 +21,7 @@ ladder IVLP → +L_SR → +L_CIR → +mask → +L_DiR is a config change. Infere
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional
 
 import torch
 from torch import Tensor
@@ -29,26 +29,25 @@ from torch import Tensor
 from disakit.bundle import bundled_trainer
 from disakit.clipkit import saliency
 from disakit.clipkit.losses import (
-    DIR_FORMS,
-    KL_DIRECTIONS,
+    DirForm,
+    KLDirection,
     cross_entropy,
     cross_interactive_kl,
     directional_regularization,
     kl_numel,
     total,
 )
-from disakit.clipkit.templates import resolve_templates
+from disakit.clipkit.saliency import MaskFill
+from disakit.clipkit.templates import TEMPLATE_SETS, resolve_templates
 from disakit.dassl_api import compute_accuracy
-from disakit.trainers.promptsrc import BatchFeatures, PromptSRC
-from disakit.trainers.prototypes import trainer_prototypes
+from disakit.trainers.promptsrc import BatchFeatures, PromptSRC, PromptSRCSettings
+from disakit.trainers.prototypes import ProtoTransform, trainer_prototypes
 
 _KEY = "TRAINER.DISA."
-CHOICES: dict[str, tuple[str, ...]] = {
-    "SR_MODE": ("scl", "logits", "none"), "CIR_KL": KL_DIRECTIONS,
-    "CIR_REDUCTION": ("numel", "batchmean"), "MASK_FILL": saliency.MASK_FILLS,
-    "MASK_SALIENCY": ("prompted", "frozen", "random"), "MASK_TEXT": ("gt", "pred"),
-    "DIR_FORM": DIR_FORMS, "DIR_PROTO_TRANSFORM": ("test", "train"),
-}
+SRMode = Literal["scl", "logits", "none"]
+CIRReduction = Literal["numel", "batchmean"]
+MaskSaliency = Literal["prompted", "frozen", "random"]
+MaskText = Literal["gt", "pred"]
 
 _OFF = {"sr": [f"{_KEY}SR_MODE", "none"], "cir": [f"{_KEY}CIR_WEIGHT", "0.0"],
         "dir": [f"{_KEY}DIR_WEIGHT", "0.0"]}
@@ -67,41 +66,52 @@ ABLATION_LADDER: dict[str, list[str]] = {
 
 
 @dataclass(frozen=True)
-class DiSaSettings:
-    """``TRAINER.DISA``'s loss and masking keys, validated once (errors name the key); the
-    defaults live once, in :data:`trainers.config.TRAINER_KEYS`."""
+class DiSaSettings(PromptSRCSettings):
+    """``TRAINER.DISA``: PromptSRC's keys (prompts, L_SCL weights, GPA), the frozen text bank,
+    the GPA switch and the loss and masking keys; choices are the ``Literal`` annotations."""
 
-    sr_mode: str
+    NODE = "DISA"
+
+    frozen_templates: str
+    gpa: bool
+    sr_mode: SRMode
     sr_logits_weight: float
-    text_loss_weight: float
-    image_loss_weight: float
     cir_weight: float
-    cir_kl: str
-    cir_reduction: str
+    cir_kl: KLDirection
+    cir_reduction: CIRReduction
     cir_use_mask: bool
     mask_ratio: float
-    mask_fill: str
-    mask_saliency: str
-    mask_text: str
+    mask_fill: MaskFill
+    mask_saliency: MaskSaliency
+    mask_text: MaskText
     mask_prob: float
     dir_weight: float
-    dir_form: str
+    dir_form: DirForm
     dir_tau: float
     dir_proto_normalize: bool
-    dir_proto_transform: str
+    dir_proto_transform: ProtoTransform
 
-    @classmethod
-    def from_cfg(cls, opts) -> "DiSaSettings":
-        """Read and check the ``TRAINER.DISA`` node (choices, ranges)."""
-        for key, options in CHOICES.items():
-            if opts[key] not in options:
-                raise ValueError(f"{_KEY}{key} must be one of {list(options)}, got {opts[key]!r}")
-        for key in ("MASK_RATIO", "MASK_PROB"):
-            if not 0.0 <= opts[key] <= 1.0:
-                raise ValueError(f"{_KEY}{key} must be between 0.0 and 1.0, got {opts[key]}")
-        if opts.DIR_FORM == "proto_ce" and opts.DIR_TAU <= 0:
-            raise ValueError(f"{_KEY}DIR_TAU must be > 0 for DIR_FORM proto_ce, got {opts.DIR_TAU}")
-        return cls(**{name: opts[name.upper()] for name in cls.__dataclass_fields__})
+    def validate(self) -> None:
+        """Ranges, ``DIR_TAU`` for ``proto_ce`` and the template set's name."""
+        super().validate()
+        for name in ("MASK_RATIO", "MASK_PROB"):
+            value = getattr(self, name.lower())
+            if not 0.0 <= value <= 1.0:
+                raise self.error(name, f"must be between 0.0 and 1.0, got {value}",
+                                 self.fix(name, "a fraction in [0.0, 1.0]"))
+        if self.dir_form == "proto_ce" and self.dir_tau <= 0:
+            raise self.error("DIR_TAU", f"must be > 0 for DIR_FORM proto_ce, got {self.dir_tau}",
+                             self.fix("DIR_TAU", "a positive temperature"))
+        sets = sorted(TEMPLATE_SETS) + ["custom"]
+        if self.frozen_templates.lower() not in sets:
+            raise self.error("FROZEN_TEMPLATES",
+                             f"must be one of {sets}, got {self.frozen_templates!r}",
+                             self.fix("FROZEN_TEMPLATES", "one of them"))
+
+    @property
+    def gpa_enabled(self) -> bool:
+        """``GPA``: DiSa's switch (off on the ablation ladder's ``ivlp`` rung)."""
+        return self.gpa
 
     @property
     def needs_frozen(self) -> bool:
@@ -125,25 +135,15 @@ class MaskedBatch:
 class DiSa(PromptSRC):
     """``L = L_CE + L_SR + CIR_WEIGHT·L_CIR + DIR_WEIGHT·L_DiR`` on IVLP prompts, with GPA."""
 
-    CFG_NODE = "DISA"
+    SETTINGS = DiSaSettings
     MODEL_NAME = "prompt_learner"
     prototypes: Optional[Tensor] = None  # (C, E) fp32, set when training starts; never saved
-    _settings: Optional[DiSaSettings] = None
 
-    def check_cfg(self, cfg) -> None:
-        super().check_cfg(cfg)
-        DiSaSettings.from_cfg(cfg.TRAINER.DISA)
-
-    @property
-    def settings(self) -> DiSaSettings:
-        """The validated ``TRAINER.DISA`` options of this run."""
-        if self._settings is None:
-            self._settings = DiSaSettings.from_cfg(self.opts)
-        return self._settings
+    settings: DiSaSettings
 
     def frozen_templates(self) -> tuple[str, ...]:
         """``FROZEN_TEMPLATES``: imagenet60 (default), imagenet80, select7, custom or single."""
-        return resolve_templates(self.opts.FROZEN_TEMPLATES, self.cfg.DATASET.NAME)
+        return resolve_templates(self.settings.frozen_templates, self.cfg.DATASET.NAME)
 
     # -- prototypes (L_DiR) --------------------------------------------------------------------
     def load_prototypes(self) -> Tensor:
@@ -186,7 +186,8 @@ class DiSa(PromptSRC):
         """L_SR: PromptSRC's L_SCL (``scl``) or only its logit-distillation KL (``logits``)."""
         s = self.settings
         if s.sr_mode == "logits":
-            frozen_logits = self.model.logits(feats.frozen_image, feats.frozen_text)
+            frozen_text, frozen_image = feats.frozen()
+            frozen_logits = self.model.logits(frozen_image, frozen_text)
             return s.sr_logits_weight * kl_numel(frozen_logits, logits)
         return total(self.self_consistency(feats, logits, s.text_loss_weight,
                                            s.image_loss_weight, s.sr_logits_weight))
@@ -195,8 +196,9 @@ class DiSa(PromptSRC):
         """L_CIR = KL(q(f̂_p^m, Ĝ_o) ‖ q(f̂_o, ĝ_p)) (``CIR_KL`` direction, ``CIR_REDUCTION``)."""
         s, model = self.settings, self.model
         image = self.masked_image_features(images, labels, feats) if s.cir_use_mask else feats.image
-        return cross_interactive_kl(model.logits(image, feats.frozen_text),
-                                    model.logits(feats.frozen_image, feats.text),
+        frozen_text, frozen_image = feats.frozen()
+        return cross_interactive_kl(model.logits(image, frozen_text),
+                                    model.logits(frozen_image, feats.text),
                                     s.cir_kl, s.cir_reduction)
 
     def directional(self, feats: BatchFeatures, labels: Tensor) -> Tensor:
@@ -242,10 +244,14 @@ class DiSa(PromptSRC):
         if s.mask_saliency == "random":
             return None
         tokens = feats.tokens if s.mask_saliency == "prompted" else feats.frozen_tokens
+        if tokens is None:
+            raise RuntimeError(f"MASK_SALIENCY {s.mask_saliency} needs that pass's final tokens: "
+                               "batch_features(tokens=...) / (frozen_tokens=...)")
+        frozen_text, frozen_image = feats.frozen()
         targets = labels
         if s.mask_text == "pred":
-            targets = (feats.frozen_image @ feats.frozen_text.t()).argmax(dim=-1)
-        return saliency.patch_saliency(tokens, self.model.vision, feats.frozen_text, targets)
+            targets = (frozen_image @ frozen_text.t()).argmax(dim=-1)
+        return saliency.patch_saliency(tokens, self.model.vision, frozen_text, targets)
 
     def mask_fill_value(self) -> Tensor:
         """``MASK_FILL`` in the input's space (normalised with ``INPUT.PIXEL_MEAN/STD``)."""

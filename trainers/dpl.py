@@ -10,7 +10,7 @@ image (so text prompts are conditioned on the class name). Loss: cross-entropy o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +21,10 @@ from disakit.clipkit.banks import FrozenTextBank
 from disakit.clipkit.decoupled import (
     DecoupledAttention,
     DecoupledPrompts,
+    I2PMode,
+    P2IMode,
+    P2PMode,
     PromptUpdate,
-    check_choice,
     encode_image_decoupled,
     encode_text_decoupled,
 )
@@ -31,43 +33,64 @@ from disakit.clipkit.prompts import clean_classname, tokenize
 from disakit.clipkit.templates import custom_template
 from disakit.trainers.base import PromptTrainer
 from disakit.trainers.config import ConfigError
+from disakit.trainers.settings import PromptSettings, setting
 
-MODALITIES = ("both", "text", "vision")
+Modality = Literal["both", "text", "vision"]
 _KEY = "TRAINER.DPL."
 
 
 @dataclass(frozen=True)
-class DPLSettings:
-    """``TRAINER.DPL`` turned into typed, validated values once (the model never reads yacs)."""
+class DPLSettings(PromptSettings):
+    """``TRAINER.DPL`` turned into typed, validated values once (the model never reads yacs);
+    ``TEXT_TEMPLATE custom`` is the dataset's hand-crafted template (``DATASET.NAME``)."""
 
-    n_ctx_text: int = 4
-    n_ctx_vision: int = 4
-    depth_text: int = 9
-    depth_vision: int = 9
-    modality: str = "both"
-    template: str = "a photo of a {}."
-    attention: DecoupledAttention = DecoupledAttention()
-    update: PromptUpdate = "residual"
-    gate_init: float = 0.0
-    gate_per_head: bool = True
+    NODE = "DPL"
+
+    n_ctx_text: int
+    n_ctx_vision: int
+    prompt_depth_text: int
+    prompt_depth_vision: int
+    modality: Modality
+    text_template: str
+    i2p: I2PMode
+    p2i: P2IMode
+    p2p: P2PMode
+    prompt_update: PromptUpdate
+    gate_init: float
+    gate_per_head: bool
+    dataset_name: str = setting("DATASET.NAME")
 
     @classmethod
-    def from_cfg(cls, opts, dataset_name: str) -> "DPLSettings":
-        """Validate the keys (errors name them) and resolve ``TEXT_TEMPLATE custom``."""
-        if opts.MODALITY not in MODALITIES:
-            raise ValueError(f"{_KEY}MODALITY must be one of {list(MODALITIES)}, "
-                             f"got {opts.MODALITY!r}")
-        for key in ("I2P", "P2I", "P2P", "PROMPT_UPDATE"):
-            check_choice(key, opts[key], _KEY)
-        template = (custom_template(dataset_name) if opts.TEXT_TEMPLATE.lower() == "custom"
-                    else opts.TEXT_TEMPLATE)
-        if template.count("{}") != 1:
-            raise ValueError(f"{_KEY}TEXT_TEMPLATE must contain one '{{}}' for the class name "
-                             f"(or be 'custom'), got {opts.TEXT_TEMPLATE!r}")
-        return cls(opts.N_CTX_TEXT, opts.N_CTX_VISION, opts.PROMPT_DEPTH_TEXT,
-                   opts.PROMPT_DEPTH_VISION, opts.MODALITY, template,
-                   DecoupledAttention(opts.I2P, opts.P2I, opts.P2P), opts.PROMPT_UPDATE,
-                   float(opts.GATE_INIT), bool(opts.GATE_PER_HEAD))
+    def from_cfg(cls, cfg: Any, dataset_name: Optional[str] = None) -> DPLSettings:
+        """From the whole config (as the trainer reads it), or from the ``TRAINER.DPL`` node
+        alone and the dataset's name."""
+        if dataset_name is not None:
+            cfg = {"TRAINER": {"DPL": cfg}, "DATASET": {"NAME": dataset_name}}
+        return super().from_cfg(cfg)
+
+    def validate(self) -> None:
+        """The attention combination and the instance template (one ``{}``)."""
+        super().validate()
+        try:
+            _ = self.attention  # DecoupledAttention checks the combination
+        except ValueError as err:
+            raise ConfigError(f"{err} ({_KEY}P2I, {_KEY}P2P)") from None
+        if self.template.count("{}") != 1:
+            raise self.error("TEXT_TEMPLATE", "must contain one '{}' for the class name (or be "
+                             f"'custom'), got {self.text_template!r}",
+                             self.fix("TEXT_TEMPLATE", "a template such as 'a photo of a {}.'"))
+
+    @property
+    def template(self) -> str:
+        """The instance sentence's template: ``TEXT_TEMPLATE``, or the dataset's (custom)."""
+        if self.text_template.lower() == "custom":
+            return custom_template(self.dataset_name)
+        return self.text_template
+
+    @property
+    def attention(self) -> DecoupledAttention:
+        """``I2P``, ``P2I``, ``P2P`` (a ValueError for a combination that cannot run)."""
+        return DecoupledAttention(self.i2p, self.p2i, self.p2p)
 
     @property
     def text_prompted(self) -> bool:
@@ -80,8 +103,8 @@ class DPLSettings:
     def tower_prompts(self, tower: str, width: int, n_layers: int,
                       n_heads: int) -> DecoupledPrompts:
         """The learnable state of one tower (``tower`` is ``text`` or ``vision``)."""
-        n_tokens, depth = ((self.n_ctx_text, self.depth_text) if tower == "text"
-                           else (self.n_ctx_vision, self.depth_vision))
+        n_tokens, depth = ((self.n_ctx_text, self.prompt_depth_text) if tower == "text"
+                           else (self.n_ctx_vision, self.prompt_depth_vision))
         if n_tokens < 1 or not 1 <= depth <= n_layers:
             key = tower.upper()
             raise ConfigError(
@@ -89,7 +112,7 @@ class DPLSettings:
                 f"({depth}) between 1 and the {tower} tower's {n_layers} layers with MODALITY "
                 f"{self.modality}; fix them or prompt only the other tower (MODALITY)")
         return DecoupledPrompts(n_tokens, width, depth, n_layers, n_heads, self.attention,
-                                self.update, self.gate_init, self.gate_per_head)
+                                self.prompt_update, self.gate_init, self.gate_per_head)
 
 
 class DPLPromptLearner(nn.Module):
@@ -161,15 +184,15 @@ class DPLCLIP(PromptedCLIP):
 class DPL(PromptTrainer):
     """Decoupled prompt learning, cross-entropy only; logs the mean gate magnitude ``gate``."""
 
-    CFG_NODE = "DPL"
+    SETTINGS = DPLSettings
     model: DPLCLIP
+    settings: DPLSettings
 
     def build_custom_clip(self, clip_model: nn.Module, classnames: list[str]) -> PromptedCLIP:
         """DPL-R's model: decoupled attention in the prompted tower(s), template instances."""
-        settings = DPLSettings.from_cfg(self.opts, self.cfg.DATASET.NAME)
-        print(f"DPL-R (reconstruction): modality {settings.modality}, I2P "
-              f"{settings.attention.i2p}, P2I {settings.attention.p2i}, P2P "
-              f"{settings.attention.p2p}, prompt update {settings.update}")
+        settings = self.settings
+        print(f"DPL-R (reconstruction): modality {settings.modality}, I2P {settings.i2p}, P2I "
+              f"{settings.p2i}, P2P {settings.p2p}, prompt update {settings.prompt_update}")
         print(f'Instance sentence: "{settings.template}"')
         return DPLCLIP(clip_model, classnames, settings)
 

@@ -11,37 +11,56 @@ GPA needs from the engine:
 * on resume (``load_extra_checkpoint_state``) and on ``load_model``, the accumulator is restored,
   so an interrupted run ends with the same prompts as an uninterrupted one. Upstream PromptSRC
   silently lost it.
+
+The saved sum is keyed as the saved weights are (the trainer's ``CHECKPOINT_KEYS``).
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from torch import nn
 
 from disakit.clipkit.gpa import PromptAggregator, gpa_weights
+from disakit.trainers.base import PromptTrainer, map_checkpoint_keys
+from disakit.trainers.settings import PromptSettings
 
 
-class GPAMixin:
-    """Put before the trainer base in the bases: ``class PromptSRC(GPAMixin, IVLP)``.
+@dataclass(frozen=True)
+class GPASettings(PromptSettings):
+    """The keys GPA reads from the trainer's node: ``GPA_MEAN`` and ``GPA_STD`` (the number of
+    epochs is ``OPTIM.MAX_EPOCH``)."""
 
-    The trainer's config node gives ``GPA_MEAN`` and ``GPA_STD`` (and optionally ``GPA``, a
-    switch, as DiSa has); the number of epochs is ``OPTIM.MAX_EPOCH``.
-    """
+    gpa_mean: float
+    gpa_std: float
 
+    @property
+    def gpa_enabled(self) -> bool:
+        """Whether prompts are aggregated (always, unless a node has a switch: DiSa's ``GPA``)."""
+        return True
+
+
+class GPAMixin(PromptTrainer):
+    """Put before the trainer base in the bases: ``class PromptSRC(GPAMixin, IVLP)``; the
+    trainer's settings derive from :class:`GPASettings`."""
+
+    settings: GPASettings
     _gpa: Optional[PromptAggregator] = None
 
     # -- configuration ------------------------------------------------------------------------
     def gpa_enabled(self) -> bool:
-        return bool(self.opts.get("GPA", True))
+        return self.settings.gpa_enabled
 
     @property
     def gpa(self) -> PromptAggregator:
-        """The run's aggregator, created on first use from the config."""
+        """The run's aggregator, created on first use from the settings."""
         if self._gpa is None:
-            opts = self.opts
-            self._gpa = PromptAggregator(
-                gpa_weights(float(opts.GPA_MEAN), float(opts.GPA_STD), self.cfg.OPTIM.MAX_EPOCH))
+            s = self.settings
+            self._gpa = PromptAggregator(gpa_weights(s.gpa_mean, s.gpa_std,
+                                                     self.cfg.OPTIM.MAX_EPOCH))
         return self._gpa
 
-    def _gpa_module(self):
+    def _gpa_module(self) -> nn.Module:
         return self._models[self.MODEL_NAME]
 
     # -- training -----------------------------------------------------------------------------
@@ -56,14 +75,18 @@ class GPAMixin:
             self._eval_text_feats = None
 
     # -- checkpoints --------------------------------------------------------------------------
-    def extra_checkpoint_state(self, name: str) -> dict:
+    def extra_checkpoint_state(self, name: str) -> dict[str, Any]:
         """The GPA entries, added by ``save_model`` to every checkpoint."""
         state = dict(super().extra_checkpoint_state(name))
         if self.gpa_enabled():
-            state.update(self.gpa.state())
+            gpa = self.gpa.state()
+            if gpa["gpa_sum"] is not None:
+                gpa["gpa_sum"] = map_checkpoint_keys(gpa["gpa_sum"], self.CHECKPOINT_KEYS,
+                                                     saving=True)
+            state.update(gpa)
         return state
 
-    def load_extra_checkpoint_state(self, name: str, checkpoint: dict) -> None:
+    def load_extra_checkpoint_state(self, name: str, checkpoint: dict[str, Any]) -> None:
         """On resume: restore the accumulator from the checkpoint just loaded into ``name``."""
         super().load_extra_checkpoint_state(name, checkpoint)
         if name != self.MODEL_NAME or not self.gpa_enabled():
@@ -78,4 +101,7 @@ class GPAMixin:
         """Restore the accumulator when the checkpoint carries one (resume or ``load_model``)."""
         super().on_checkpoint_loaded(checkpoint)
         if self.gpa_enabled() and "gpa_epochs" in checkpoint:
-            self.gpa.load_state(checkpoint, self.device)
+            gpa_sum = checkpoint.get("gpa_sum")
+            if gpa_sum is not None:
+                gpa_sum = map_checkpoint_keys(gpa_sum, self.CHECKPOINT_KEYS, saving=False)
+            self.gpa.load_state({**checkpoint, "gpa_sum": gpa_sum}, self.device)

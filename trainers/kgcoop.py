@@ -1,7 +1,7 @@
 """KgCoOp: CoOp kept close to the hand-crafted prompt's frozen features (docs/methods/kgcoop.md)."""
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
@@ -13,21 +13,35 @@ from disakit.clipkit.templates import DEFAULT_TEMPLATE, KGCOOP_TEMPLATES
 from disakit.dassl_api import compute_accuracy
 from disakit.trainers.base import PromptTrainer
 from disakit.trainers.coop import CoOpCLIP
+from disakit.trainers.settings import PromptSettings
+
+
+@dataclass(frozen=True)
+class KgCoOpSettings(PromptSettings):
+    """``TRAINER.KGCOOP`` (docs/methods/kgcoop.md); upstream's ``TRAINER.COOP.*`` spellings are
+    translated to it (trainers/upstream.py)."""
+
+    NODE = "KGCOOP"
+
+    n_ctx: int
+    ctx_init: str
+    w: float
 
 
 @bundled_trainer
 class KgCoOp(PromptTrainer):
     """L = CE + W · (1 − mean_c cos(ĝ_c, t̂_c)), t̂ from the dataset's KgCoOp template."""
 
-    CFG_NODE = "KGCOOP"
+    SETTINGS = KgCoOpSettings
+
+    model: CoOpCLIP
+    settings: KgCoOpSettings
 
     def build_custom_clip(self, clip_model: nn.Module, classnames: list[str]) -> PromptedCLIP:
         """CoOp's model (shared context, class at the end) and the frozen template features."""
         template = KGCOOP_TEMPLATES.get(self.cfg.DATASET.NAME, DEFAULT_TEMPLATE)
         self.knowledge = FrozenTextBank([template])
-        opts = SimpleNamespace(N_CTX=self.opts.N_CTX, CTX_INIT=self.opts.CTX_INIT, CSC=False,
-                               CLASS_TOKEN_POSITION="end")
-        return CoOpCLIP(clip_model, classnames, opts)
+        return CoOpCLIP(clip_model, classnames, self.settings.n_ctx, self.settings.ctx_init)
 
     def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Cross-entropy plus the knowledge-guided term weighted by ``W``."""
@@ -35,5 +49,5 @@ class KgCoOp(PromptTrainer):
         text = model.text_features()
         logits = model.logits(model.image_features(images), text)
         frozen = self.knowledge.features(model.text, model.prompt_learner.classnames)
-        loss = cross_entropy(logits, labels) + self.opts.W * knowledge_guidance(text, frozen)
+        loss = cross_entropy(logits, labels) + self.settings.w * knowledge_guidance(text, frozen)
         return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, labels)[0].item()}

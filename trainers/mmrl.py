@@ -10,7 +10,8 @@ MMRL++ (:mod:`trainers.mmrlpp`) changes only the learner.
 from __future__ import annotations
 
 import os.path as osp
-from typing import ClassVar, Optional
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Optional
 
 import torch
 from torch import Tensor, nn
@@ -30,58 +31,61 @@ from disakit.dassl_api import compute_accuracy, load_checkpoint
 from disakit.trainers.base import PromptTrainer, _load_hint
 from disakit.trainers.config import ConfigError
 from disakit.trainers.promptsrc import frozen_image_pass
+from disakit.trainers.settings import PromptSettings
 
-TASKS = ("auto", "B2N", "FS", "CD")
+Task = Literal["auto", "B2N", "FS", "CD"]
 DEFAULT_SOURCE = "ImageNet"  # the official code's cross-dataset source (its CD rule)
+
+
+@dataclass(frozen=True)
+class MMRLSettings(PromptSettings):
+    """``TRAINER.MMRL`` (docs/methods/mmrl.md); ``REP_LAYERS`` (1-indexed) are checked against
+    the backbone when the model is built."""
+
+    NODE = "MMRL"
+
+    alpha: float
+    reg_weight: float
+    rep_layers: tuple[int, ...]
+    rep_dim: int
+    n_rep_tokens: int
+    task: Task
+
+    def rep_spec(self) -> RepresentationSpec:
+        """The representation space's sizes."""
+        return RepresentationSpec(self.n_rep_tokens, self.rep_dim, self.rep_layers)
 
 
 @bundled_trainer
 class MMRL(PromptTrainer):
     """MMRL on the shared base: a representation learner, its loss, task-aware inference."""
 
-    CFG_NODE = "MMRL"
+    SETTINGS: ClassVar[type[MMRLSettings]] = MMRLSettings  # MMRL++: MMRLppSettings
     # The official code's registered name (its files before 2025-06-24: the legacy one).
     MODEL_NAME = "MultiModalRepresentationLearner"
     LEGACY_MODEL_NAMES: ClassVar[tuple[str, ...]] = ("MultiModalPromptLearner",)
     LEARNER: ClassVar[type[RepresentationLearner]] = RepresentationLearner
 
     model: RepresentationCLIP
+    settings: MMRLSettings
+    text_teacher: FrozenTextBank
     _fused_eval: bool = True
     _source_dataset: Optional[str] = None
     _eval_tokens: Optional[RepTokens] = None
     _eval_classes: tuple[str, ...] = ()
 
-    def check_cfg(self, cfg) -> None:
-        super().check_cfg(cfg)
-        task = cfg.TRAINER[self.CFG_NODE].TASK
-        if task not in TASKS:
-            raise ConfigError(f"TRAINER.{self.CFG_NODE}.TASK must be one of {list(TASKS)}, got "
-                              f"{task!r}")
-
     # -- model --------------------------------------------------------------------------------
-    def rep_spec(self) -> RepresentationSpec:
-        o = self.opts
-        return RepresentationSpec(int(o.N_REP_TOKENS), int(o.REP_DIM), self._rep_layers())
-
-    def _rep_layers(self) -> tuple[int, ...]:
-        layers = self.opts.REP_LAYERS
-        try:
-            return tuple(int(layer) for layer in layers)
-        except (TypeError, ValueError):
-            raise ConfigError(f"TRAINER.{self.CFG_NODE}.REP_LAYERS must be a list of layer "
-                              f"numbers, e.g. [6, 7, 8, 9, 10, 11, 12], got {layers!r}") from None
-
     def build_custom_clip(self, clip_model: nn.Module, classnames: list[str]) -> RepresentationCLIP:
         """The representation model on the dataset's template, and the frozen text teacher."""
         template = custom_template(self.cfg.DATASET.NAME)
         self.text_teacher = FrozenTextBank([template])
-        spec = self.rep_spec()
+        spec = self.settings.rep_spec()
         print(f'Text input: the hand-crafted template "{template}"')
         print(f"Representation tokens: {spec.n_tokens} x {spec.rep_dim}, layers "
               f"{list(spec.layers)}")
         try:
             return RepresentationCLIP(clip_model, classnames, template, self.LEARNER, spec,
-                                      float(self.opts.ALPHA))
+                                      self.settings.alpha)
         except RepLayersError as err:
             raise ConfigError(
                 f"TRAINER.{self.CFG_NODE}.{err} (backbone {self.cfg.MODEL.BACKBONE.NAME}). Fix: "
@@ -90,15 +94,16 @@ class MMRL(PromptTrainer):
     # -- training -----------------------------------------------------------------------------
     def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         """``α·CE(s_c) + (1−α)·CE(s_r) + λ·(1 − cos(f_c, f̃)) + λ·(1 − cos(t, t̃))``."""
-        model, o = self.model, self.opts
+        model, s = self.model, self.settings
         tokens = model.rep_tokens()
         text = model.text_features(tokens)
         f_c, f_r = model.encode_image(images, tokens)
+        assert f_r is not None  # encode_image with the tokens inserted always returns f_r
         s_c, s_r = model.scaled(f_c, text), model.scaled(f_r, text)
         frozen_image = frozen_image_pass(model.vision, images).features
         frozen_text = self.text_teacher.features(model.text, model.classnames)
         terms = representation_terms(s_c, s_r, labels, f_c, frozen_image, text, frozen_text,
-                                     float(o.ALPHA), float(o.REG_WEIGHT))
+                                     s.alpha, s.reg_weight)
         loss = total(terms)
         fused = model.fuse(s_c, s_r)
         return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
@@ -117,7 +122,8 @@ class MMRL(PromptTrainer):
         official rule), class-token logits on every other dataset. ``auto``: B2N when the
         classes are subsampled, else CD.
         """
-        task, sub = self.opts.TASK, self.cfg.DATASET.SUBSAMPLE_CLASSES
+        task: str = self.settings.task
+        sub = self.cfg.DATASET.SUBSAMPLE_CLASSES
         name = self.cfg.DATASET.NAME
         if task == "auto":
             task = "B2N" if sub != "all" else "CD"
@@ -135,7 +141,7 @@ class MMRL(PromptTrainer):
 
     def test(self, split: Optional[str] = None):
         self._fused_eval, why = self.fused_inference()
-        alpha = float(self.opts.ALPHA)
+        alpha = self.settings.alpha
         kind = (f"fused logits ({alpha:g} class + {1 - alpha:g} representation)"
                 if self._fused_eval else "class-token logits only")
         print(f"{type(self).__name__} inference: {kind} [{why}]")
@@ -180,7 +186,8 @@ class MMRL(PromptTrainer):
         if not osp.exists(path):
             raise FileNotFoundError(f'Model not found at "{path}"' + _load_hint(directory, folder))
         checkpoint = load_checkpoint(path)
-        state_dict = self._drop_class_dependent(checkpoint["state_dict"])
+        state_dict = self._drop_class_dependent(
+            self.state_dict_from_checkpoint(self.MODEL_NAME, checkpoint["state_dict"]))
         print(f'Loading weights to {self.MODEL_NAME} from "{path}" (epoch = '
               f'{checkpoint["epoch"]}; the official folder name {folder})')
         self._load_strictly_learned(self.MODEL_NAME, state_dict, path)
@@ -208,10 +215,10 @@ class MMRL(PromptTrainer):
         except RuntimeError as err:
             if "size mismatch" not in str(err):
                 raise
-            node = f"TRAINER.{self.CFG_NODE}"
+            node, s = f"TRAINER.{self.CFG_NODE}", self.settings
             raise RuntimeError(
                 f'checkpoint "{path}" has other representation sizes than this config '
-                f"({node}.N_REP_TOKENS {self.opts.N_REP_TOKENS}, {node}.REP_DIM "
-                f"{self.opts.REP_DIM}, {node}.REP_LAYERS {list(self.opts.REP_LAYERS)}); e.g. "
+                f"({node}.N_REP_TOKENS {s.n_rep_tokens}, {node}.REP_DIM {s.rep_dim}, "
+                f"{node}.REP_LAYERS {list(s.rep_layers)}); e.g. "
                 f"EuroSAT's table sets REP_DIM 2048, the cross-dataset tests REP_DIM 512. "
                 f"{err}") from None

@@ -8,20 +8,34 @@ Loss, logits and task-aware inference are MMRL's.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from disakit.bundle import bundled_trainer
 from disakit.clipkit.representation import RepresentationLearnerPP, RepresentationSpec
-from disakit.trainers.mmrl import MMRL
+from disakit.trainers.mmrl import MMRL, MMRLSettings
+
+
+@dataclass(frozen=True)
+class MMRLppSettings(MMRLSettings):
+    """``TRAINER.MMRLPP`` (docs/methods/mmrlpp.md): MMRL's keys, ``BETA`` and the LoRA ranks."""
+
+    NODE = "MMRLPP"
+
+    beta: float
+    proj_lora_dim: int
+    res_lora_dim: int
+
+    def rep_spec(self) -> RepresentationSpec:
+        return RepresentationSpec(self.n_rep_tokens, self.rep_dim, self.rep_layers,
+                                  beta=self.beta, res_lora_dim=self.res_lora_dim,
+                                  proj_lora_dim=self.proj_lora_dim)
 
 
 @bundled_trainer
 class MMRLpp(MMRL):
     """MMRL with shared residual aligners, a LoRA rep. projection and beta-mixing."""
 
-    CFG_NODE = "MMRLPP"
+    SETTINGS = MMRLppSettings
     LEARNER = RepresentationLearnerPP
 
-    def rep_spec(self) -> RepresentationSpec:
-        o = self.opts
-        return RepresentationSpec(int(o.N_REP_TOKENS), int(o.REP_DIM), self._rep_layers(),
-                                  beta=float(o.BETA), res_lora_dim=int(o.RES_LORA_DIM),
-                                  proj_lora_dim=int(o.PROJ_LORA_DIM))
+    settings: MMRLppSettings

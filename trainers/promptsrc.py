@@ -8,7 +8,7 @@ the pieces DiSa (:mod:`trainers.disa`) builds its L_SR on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import ClassVar, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +20,19 @@ from disakit.clipkit.encoders import VisionOutput, VisionTower
 from disakit.clipkit.losses import cross_entropy, self_consistency_terms, total
 from disakit.clipkit.model import PromptedCLIP
 from disakit.clipkit.templates import IMAGENET60
-from disakit.trainers.gpa import GPAMixin
-from disakit.trainers.ivlp import IVLP
+from disakit.trainers.gpa import GPAMixin, GPASettings
+from disakit.trainers.ivlp import IVLP, IVLPSettings
+
+
+@dataclass(frozen=True)
+class PromptSRCSettings(IVLPSettings, GPASettings):
+    """``TRAINER.PROMPTSRC`` (docs/methods/promptsrc.md): IVLP's prompt keys, the L_SCL weights
+    and GPA's."""
+
+    NODE = "PROMPTSRC"
+
+    text_loss_weight: float
+    image_loss_weight: float
 
 
 @dataclass
@@ -37,9 +48,17 @@ class BatchFeatures:
     tokens: Optional[Tensor] = None
     frozen_tokens: Optional[Tensor] = None
 
+    def frozen(self) -> tuple[Tensor, Tensor]:
+        """``(frozen_text, frozen_image)``; an error if they were not computed."""
+        if self.frozen_text is None or self.frozen_image is None:
+            raise RuntimeError("the frozen teachers were not computed for this batch: call "
+                               "batch_features(..., frozen=True)")
+        return self.frozen_text, self.frozen_image
+
 
 @torch.no_grad()
-def frozen_image_pass(vision: VisionTower, images: Tensor, return_tokens: bool = False) -> VisionOutput:
+def frozen_image_pass(vision: VisionTower, images: Tensor,
+                      return_tokens: bool = False) -> VisionOutput:
     """Zero-shot CLIP image features (prompts off), normalised in fp32, without gradient."""
     out = vision(images, return_tokens=return_tokens)
     return VisionOutput(F.normalize(out.features.float(), dim=-1), out.tokens)
@@ -49,7 +68,10 @@ def frozen_image_pass(vision: VisionTower, images: Tensor, return_tokens: bool =
 class PromptSRC(GPAMixin, IVLP):
     """L = L_CE + L_SCL_text + L_SCL_image + L_SCL_logits, then GPA over the epochs."""
 
-    CFG_NODE = "PROMPTSRC"
+    SETTINGS: ClassVar[type[PromptSRCSettings]] = PromptSRCSettings  # DiSa: DiSaSettings
+
+    settings: PromptSRCSettings
+    text_teacher: FrozenTextBank
 
     def frozen_templates(self) -> Sequence[str]:
         """Templates of the frozen text teacher (PromptSRC: IMAGENET60)."""
@@ -78,16 +100,16 @@ class PromptSRC(GPAMixin, IVLP):
     def self_consistency(self, feats: BatchFeatures, logits: Tensor, text_weight: float,
                          image_weight: float, logits_weight: float = 1.0) -> dict[str, Tensor]:
         """PromptSRC's weighted L_SCL terms (``loss_scl_text``/``_image``/``_logits``)."""
-        frozen_logits = self.model.logits(feats.frozen_image, feats.frozen_text)
-        return self_consistency_terms(feats.text, feats.frozen_text, feats.image,
-                                      feats.frozen_image, logits, frozen_logits, text_weight,
-                                      image_weight, logits_weight)
+        frozen_text, frozen_image = feats.frozen()
+        frozen_logits = self.model.logits(frozen_image, frozen_text)
+        return self_consistency_terms(feats.text, frozen_text, feats.image, frozen_image, logits,
+                                      frozen_logits, text_weight, image_weight, logits_weight)
 
     def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         """CE plus the three self-consistency terms (docs/methods/promptsrc.md)."""
         feats = self.batch_features(images)
         logits = self.model.logits(feats.image, feats.text)
         terms = {"loss_ce": cross_entropy(logits, labels), **self.self_consistency(
-            feats, logits, self.opts.TEXT_LOSS_WEIGHT, self.opts.IMAGE_LOSS_WEIGHT)}
+            feats, logits, self.settings.text_loss_weight, self.settings.image_loss_weight)}
         loss = total(terms)
         return loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}

@@ -9,7 +9,8 @@ frozen hand-crafted-prompt feature to ``N_CLASS_TOKENS`` token vectors, written 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -30,9 +31,43 @@ from disakit.clipkit.templates import (
 from disakit.dassl_api import compute_accuracy
 from disakit.trainers.base import PromptTrainer
 from disakit.trainers.config import ConfigError
+from disakit.trainers.settings import PromptSettings
 
 # Optimisers whose ``eps`` TRAINER.TCP.ADAM_EPS sets (the Adam family of the engine).
 ADAM_FAMILY = ("adam", "amsgrad", "adamw", "radam")
+
+
+@dataclass(frozen=True)
+class TCPSettings(PromptSettings):
+    """``TRAINER.TCP`` (docs/methods/tcp.md); ``CLASS_TOKEN_LAYER`` is checked against the
+    backbone and the templates against ``N_CTX`` when the model is built."""
+
+    NODE = "TCP"
+
+    n_ctx: int
+    ctx_init: str
+    n_class_tokens: int
+    class_token_layer: int
+    template: str
+    knowledge_template: str
+    w: float
+    adam_eps: float
+
+    def validate(self) -> None:
+        super().validate()
+        if self.n_ctx < 1:
+            raise self.error("N_CTX", f"must be at least 1, got {self.n_ctx}",
+                             self.fix("N_CTX", "a positive number of context tokens"))
+        if self.n_class_tokens < 0:
+            raise self.error("N_CLASS_TOKENS", "must be 0 (no class-aware tokens) or more, got "
+                             f"{self.n_class_tokens}", self.fix("N_CLASS_TOKENS", "0 or more"))
+        if self.class_token_layer < 0:
+            raise self.error("CLASS_TOKEN_LAYER", "is a text block index (0-based), got "
+                             f"{self.class_token_layer}",
+                             self.fix("CLASS_TOKEN_LAYER", "a block index from 0"))
+        if not self.adam_eps > 0:
+            raise self.error("ADAM_EPS", f"must be positive, got {self.adam_eps}",
+                             self.fix("ADAM_EPS", "a positive epsilon"))
 
 
 def tcp_templates(dataset_name: str, template: str = "",
@@ -65,30 +100,36 @@ class TCPPromptLearner(PromptContext):
 
     def class_tokens(self, knowledge: Tensor) -> Tensor:
         """Class-aware tokens (C, n, width) from the frozen class features (C, E)."""
-        out = self.meta_net(knowledge.to(self.meta_net.linear1.weight.dtype))
+        if self.meta_net is None:
+            raise RuntimeError("TCP's class-aware tokens are off (N_CLASS_TOKENS 0)")
+        out = self.meta_net(knowledge.to(next(self.meta_net.parameters()).dtype))
         return out.view(out.shape[0], self.n_class_tokens, -1)
 
 
 class TCPCLIP(PromptedCLIP):
     """CLIP with TCP's text prompts; the image tower is CLIP's, unprompted and frozen."""
 
-    def __init__(self, clip_model: nn.Module, classnames: list[str], opts, template: str,
-                 knowledge_template: str) -> None:
+    prompt_learner: TCPPromptLearner
+
+    def __init__(self, clip_model: nn.Module, classnames: Sequence[str], settings: TCPSettings,
+                 template: str, knowledge_template: str) -> None:
+        """``settings`` give the context and the class-aware tokens; ``template`` and
+        ``knowledge_template`` are the resolved ones (:func:`tcp_templates`)."""
         super().__init__(clip_model)
-        init = init_context(self.text.embed, self.text.width, opts.N_CTX, opts.CTX_INIT,
+        init = init_context(self.text.embed, self.text.width, settings.n_ctx, settings.ctx_init,
                             policy="words")
         print(f'Prompt template: "{template}"; context: "{init.prefix_text}" '
               f"({init.n_ctx} tokens, replacing positions 1..{init.n_ctx})")
-        print(f'Class-aware tokens: {opts.N_CLASS_TOKENS} at text layer {opts.CLASS_TOKEN_LAYER}, '
-              f'from "{knowledge_template}"')
+        print(f"Class-aware tokens: {settings.n_class_tokens} at text layer "
+              f'{settings.class_token_layer}, from "{knowledge_template}"')
         embed_dim = self.text.text_projection.shape[1]
         self.prompt_learner = TCPPromptLearner(init, template, embed_dim, self.text.width,
-                                               opts.N_CLASS_TOKENS)
+                                               settings.n_class_tokens)
         self.knowledge = FrozenTextBank([knowledge_template])
-        self.class_token_layer = opts.CLASS_TOKEN_LAYER
+        self.class_token_layer = settings.class_token_layer
         self.set_classnames(classnames)
 
-    def set_classnames(self, classnames: list[str]) -> None:
+    def set_classnames(self, classnames: Sequence[str]) -> None:
         self.prompt_learner.set_classnames(classnames, self.text.embed)
 
     def knowledge_features(self) -> Tensor:
@@ -115,36 +156,26 @@ class TCPCLIP(PromptedCLIP):
 class TCP(PromptTrainer):
     """L = CE + W · (1 − mean_c cos(ĝ_c, t̂_c)); Adam's eps from ``TRAINER.TCP.ADAM_EPS``."""
 
-    CFG_NODE = "TCP"
+    SETTINGS = TCPSettings
 
-    def check_cfg(self, cfg) -> None:
-        super().check_cfg(cfg)
-        opts = cfg.TRAINER.TCP
-        if opts.N_CTX < 1:
-            raise ConfigError(f"TRAINER.TCP.N_CTX must be at least 1, got {opts.N_CTX}")
-        if opts.N_CLASS_TOKENS < 0:
-            raise ConfigError("TRAINER.TCP.N_CLASS_TOKENS must be 0 (no class-aware tokens) or "
-                              f"more, got {opts.N_CLASS_TOKENS}")
-        if opts.CLASS_TOKEN_LAYER < 0:
-            raise ConfigError("TRAINER.TCP.CLASS_TOKEN_LAYER is a text block index (0-based), "
-                              f"got {opts.CLASS_TOKEN_LAYER}")
-        if not opts.ADAM_EPS > 0:
-            raise ConfigError(f"TRAINER.TCP.ADAM_EPS must be positive, got {opts.ADAM_EPS}")
+    model: TCPCLIP
+    settings: TCPSettings
 
     def build_custom_clip(self, clip_model: nn.Module, classnames: list[str]) -> PromptedCLIP:
         """TCP's model with the dataset's templates (or the configured ones)."""
-        opts = self.opts
-        layers = len(clip_model.transformer.resblocks)
-        if opts.N_CLASS_TOKENS and opts.CLASS_TOKEN_LAYER >= layers:
+        s = self.settings
+        stock: Any = clip_model  # a stock clip.model.CLIP
+        layers = len(stock.transformer.resblocks)
+        if s.n_class_tokens and s.class_token_layer >= layers:
             raise ConfigError(
-                f"TRAINER.TCP.CLASS_TOKEN_LAYER {opts.CLASS_TOKEN_LAYER} does not exist: the "
+                f"TRAINER.TCP.CLASS_TOKEN_LAYER {s.class_token_layer} does not exist: the "
                 f"backbone {self.cfg.MODEL.BACKBONE.NAME} has {layers} text layers. Fix: set "
                 f"it between 0 and {layers - 1}, e.g. append `TRAINER.TCP.CLASS_TOKEN_LAYER "
                 f"{layers - 1}` to the command")
-        template, knowledge = tcp_templates(self.cfg.DATASET.NAME, opts.TEMPLATE,
-                                            opts.KNOWLEDGE_TEMPLATE)
+        template, knowledge = tcp_templates(self.cfg.DATASET.NAME, s.template,
+                                            s.knowledge_template)
         try:
-            return TCPCLIP(clip_model, classnames, opts, template, knowledge)
+            return TCPCLIP(clip_model, classnames, s, template, knowledge)
         except ValueError as err:
             if "template" not in str(err):
                 raise
@@ -156,8 +187,8 @@ class TCP(PromptTrainer):
         super().build_for_classes(clip_model, classnames)
         if self.cfg.OPTIM.NAME in ADAM_FAMILY:
             for group in self.optim.param_groups:
-                group["eps"] = self.opts.ADAM_EPS
-            print(f"Optimizer {self.cfg.OPTIM.NAME}: eps {self.opts.ADAM_EPS} "
+                group["eps"] = self.settings.adam_eps
+            print(f"Optimizer {self.cfg.OPTIM.NAME}: eps {self.settings.adam_eps} "
                   "(TRAINER.TCP.ADAM_EPS)")
 
     def compute_loss(self, images: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -166,5 +197,5 @@ class TCP(PromptTrainer):
         text = model.text_features()
         logits = model.logits(model.image_features(images), text)
         loss = (cross_entropy(logits, labels)
-                + self.opts.W * knowledge_guidance(text, model.knowledge_features()))
+                + self.settings.w * knowledge_guidance(text, model.knowledge_features()))
         return loss, {"loss": loss.item(), "acc": compute_accuracy(logits, labels)[0].item()}
