@@ -43,6 +43,20 @@ def test_changed_value_is_another_run_even_without_defaults(tmp_path):
         RunRecord(folder, {**OLD, "OPTIM.LR": 0.05}, ["x"]).check()
 
 
+def test_gradient_checkpointing_does_not_change_the_run():
+    """It is exact, so switching it on to continue a run short of memory is the same run."""
+    from yacs.config import CfgNode as CN
+
+    from disakit.runkit.record import make_identity
+
+    cfg = CN({"MODEL": CN({"GRAD_CHECKPOINTING": False, "INIT_WEIGHTS": ""}), "SEED": 1})
+    on = cfg.clone()
+    on.MODEL.GRAD_CHECKPOINTING = True
+    assert fingerprint(make_identity(on)) == fingerprint(make_identity(cfg))
+    on.MODEL.INIT_WEIGHTS = "w.pth"  # any other key of the node still counts
+    assert fingerprint(make_identity(on)) != fingerprint(make_identity(cfg))
+
+
 def test_lock_refuses_a_live_holder_and_releases(tmp_path):
     with FolderLock(tmp_path):
         with pytest.raises(FolderLockedError, match="in use by another run"):

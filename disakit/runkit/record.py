@@ -34,8 +34,11 @@ RECORD_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
 REPLACED_DIR = ".replaced"
 
-# Keys that say *where* a run reads and writes, or how chatty it is, not what it computes.
-IGNORED_KEYS = frozenset({"OUTPUT_DIR", "RESUME", "DATASET.ROOT", "TRAIN.PRINT_FREQ", "VERBOSE"})
+# Keys that say *where* a run reads and writes, how chatty it is, or how it trades memory for
+# time without changing a number (gradient checkpointing is exact), not what it computes: a run
+# interrupted for lack of memory may be continued with checkpointing switched on.
+IGNORED_KEYS = frozenset({"OUTPUT_DIR", "RESUME", "DATASET.ROOT", "TRAIN.PRINT_FREQ", "VERBOSE",
+                          "MODEL.GRAD_CHECKPOINTING"})
 
 # Config nodes that only a real Dassl's defaults have (its own domain-adaptation, -generalisation
 # and semi-supervised trainers; the bundled engine leaves them out). No prompt learner reads them;
