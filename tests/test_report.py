@@ -157,7 +157,7 @@ def test_published_file_loads_with_valid_keys():
     numbers = pub.load_published()
     assert len(numbers) > 300
     config_names = {p.stem for p in (REPO / "configs" / "datasets").glob("*.yaml")}
-    for (method, setting, dataset, shots, metric), entry in numbers.items():
+    for (_method, setting, dataset, shots, metric), entry in numbers.items():
         assert setting in pub.SETTING_METRICS and metric in pub.SETTING_METRICS[setting]
         assert dataset in config_names | {"average"}, dataset
         assert shots == 16 and 0 < entry.value < 100 and entry.source
