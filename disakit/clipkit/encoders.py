@@ -566,7 +566,17 @@ class VisionTower(nn.Module):
 
     def project_tokens(self, tokens: Tensor) -> Tensor:
         """``ln_post`` + projection applied to any token states (..., width) -> (..., E)."""
-        return self.visual.ln_post(tokens) @ self.visual.proj.to(tokens.dtype)
+        return self.post_norm(tokens) @ self.projection.to(tokens.dtype)
+
+    def post_norm(self, tokens: Tensor) -> Tensor:
+        """CLIP's ``ln_post`` on any token states (..., width): the pool's first half, public for
+        methods that pool other positions with their own projection (MMRL's ``f_r``)."""
+        return self.visual.ln_post(tokens)
+
+    @property
+    def projection(self) -> Tensor:
+        """CLIP's frozen image projection ``P_v`` (width, E)."""
+        return self.visual.proj
 
     def _forward_resnet(self, images: Tensor, prompts: Optional[Tensor],
                         deep_prompts: Sequence[Optional[Tensor]],

@@ -116,7 +116,7 @@ class RepresentationLearner(nn.Module):
             [copy.deepcopy(single_t) for _ in range(count)])
 
     def _build_projection(self, vision: VisionTower) -> None:
-        width, dim = vision.visual.proj.shape
+        width, dim = vision.projection.shape
         self.proj_rep = nn.Parameter(width ** -0.5 * torch.randn(width, dim))
 
     def forward(self) -> RepTokens:
@@ -205,7 +205,7 @@ class RepresentationLearnerPP(RepresentationLearner):
         self.srra_r2tproj = SharedResidualAligner(dim, text_width, count, rank)
 
     def _build_projection(self, vision: VisionTower) -> None:
-        width, dim = vision.visual.proj.shape
+        width, dim = vision.projection.shape
         self.proj_lora_A = nn.Parameter(torch.empty(width, self.spec.proj_lora_dim))
         nn.init.kaiming_uniform_(self.proj_lora_A, a=math.sqrt(5))
         self.proj_lora_B = nn.Parameter(torch.zeros(self.spec.proj_lora_dim, dim))
@@ -273,8 +273,8 @@ class RepresentationCLIP(PromptedCLIP):
             return F.normalize(self.vision(images).features, dim=-1), None
         insertion = self.prompt_learner.insertions(tokens or self.rep_tokens())[1]
         out = self.vision(images, insertion=insertion, return_tokens=True)
-        rep = self.vision.visual.ln_post(out.tokens[:, 1:1 + self.n_tokens]).mean(dim=1)
-        proj = self.prompt_learner.rep_projection(self.vision.visual.proj)
+        rep = self.vision.post_norm(out.tokens[:, 1:1 + self.n_tokens]).mean(dim=1)
+        proj = self.prompt_learner.rep_projection(self.vision.projection)
         f_r = rep @ proj.to(rep.dtype)
         return F.normalize(out.features, dim=-1), F.normalize(f_r, dim=-1)
 
