@@ -174,7 +174,7 @@ def translate_list(trainer: str, opts: list, where: str) -> tuple[list, list[str
 
 
 def _leaves(node: CN, prefix: str = "") -> list[str]:
-    keys = []
+    keys: list[str] = []
     for name, value in node.items():
         keys += _leaves(value, f"{prefix}{name}.") if isinstance(value, CN) else [prefix + name]
     return keys
