@@ -101,6 +101,15 @@ def _check_deep_prompts(deep: Sequence[Optional[Tensor]], n_layers: int, tower: 
         )
 
 
+def _check_token_shape(tokens: Tensor, n_seq: int, width: int, what: str, where: str) -> None:
+    """Tokens for a slot are (n, width) for every sequence or (N, n, width) one row each."""
+    if tokens.dim() not in (2, 3) or tokens.shape[-1] != width:
+        raise ValueError(f"{what} must be (n, {width}) or (N, n, {width}) in {where}, got "
+                         f"{tuple(tokens.shape)}")
+    if tokens.dim() == 3 and tokens.shape[0] != n_seq:
+        raise ValueError(f"{what} hold {tokens.shape[0]} sequences, the pass {n_seq}")
+
+
 @dataclass
 class TokenOverwrite:
     """Per-sequence tokens that replace positions ``start .. start+n`` at the input of block
@@ -122,12 +131,7 @@ class TokenOverwrite:
         if not 0 <= self.layer < n_layers:
             raise ValueError(f"token overwrite at layer {self.layer}, but the text tower has "
                              f"{n_layers} layers (0..{n_layers - 1})")
-        if tokens.dim() not in (2, 3) or tokens.shape[-1] != width:
-            raise ValueError(f"overwrite tokens must be (N, n, {width}) or (n, {width}), got "
-                             f"{tuple(tokens.shape)}")
-        if tokens.dim() == 3 and tokens.shape[0] != n_seq:
-            raise ValueError(f"overwrite tokens hold {tokens.shape[0]} sequences, the pass "
-                             f"{n_seq}")
+        _check_token_shape(tokens, n_seq, width, "overwrite tokens", "the text tower")
         end = self.start + tokens.shape[-2]
         if self.start < 0 or end > length:
             raise ValueError(f"overwrite positions {self.start}..{end - 1} lie outside the "
@@ -236,13 +240,7 @@ class SideStream:
 
     def check(self, n_seq: int, width: int, tower: str) -> None:
         """Fail with a clear message when the side tokens cannot run in this tower."""
-        tokens = self.tokens
-        if tokens.dim() not in (2, 3) or tokens.shape[-1] != width:
-            raise ValueError(f"side-stream tokens must be (m, {width}) or (N, m, {width}) in the "
-                             f"{tower} tower, got {tuple(tokens.shape)}")
-        if tokens.dim() == 3 and tokens.shape[0] != n_seq:
-            raise ValueError(f"side-stream tokens hold {tokens.shape[0]} sequences, the pass "
-                             f"{n_seq}")
+        _check_token_shape(self.tokens, n_seq, width, "side-stream tokens", f"the {tower} tower")
 
 
 def _block_loop(blocks: nn.Sequential, x: Tensor, *, causal: bool,
