@@ -102,9 +102,9 @@ def _check_deep_prompts(deep: Sequence[Optional[Tensor]], n_layers: int, tower: 
 
 
 def _check_token_shape(tokens: Tensor, n_seq: int, width: int, what: str, where: str) -> None:
-    """Tokens for a slot are (n, width) for every sequence or (N, n, width) one row each."""
+    """Tokens for a slot are (N, n, width), one row per sequence, or (n, width) for all."""
     if tokens.dim() not in (2, 3) or tokens.shape[-1] != width:
-        raise ValueError(f"{what} must be (n, {width}) or (N, n, {width}) in {where}, got "
+        raise ValueError(f"{what} must be (N, n, {width}) or (n, {width}) in {where}, got "
                          f"{tuple(tokens.shape)}")
     if tokens.dim() == 3 and tokens.shape[0] != n_seq:
         raise ValueError(f"{what} hold {tokens.shape[0]} sequences, the pass {n_seq}")
