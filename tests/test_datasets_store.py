@@ -175,19 +175,6 @@ def test_an_unwritable_fewshot_folder_skips_the_cache_with_one_line(tmp_path, ca
     assert [i.impath for i in again.train_x] == [i.impath for i in ds.train_x]
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
-def test_a_read_only_dataset_folder_skips_the_caches(tmp_path, capsys):
-    make_dataset("eurosat", tmp_path, num_classes=3, per_class=(3, 2, 1), image_size=8)
-    folder = tmp_path / "eurosat"
-    os.chmod(folder, 0o555)
-    try:
-        ds = load_dataset("eurosat", tmp_path, num_shots=2, seed=1)
-    finally:
-        os.chmod(folder, 0o755)
-    assert len(ds.train_x) == 6 and not (folder / FEWSHOT_DIR).exists()
-    assert "preprocessed few-shot data not cached" in capsys.readouterr().out
-
-
 def test_imagenet_list_on_an_unwritable_folder_is_built_and_not_cached(tmp_path, capsys,
                                                                       monkeypatch):
     make_dataset("imagenet", tmp_path, num_classes=2, per_class=(2, 0, 1), image_size=8)
