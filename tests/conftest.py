@@ -31,6 +31,22 @@ def tiny_clip_path(tmp_path_factory) -> Path:
     return path
 
 
+def toolkit_cfg(trainer: str | None = None, *opts, config: str | Path | None = None):
+    """What ``train.py`` builds before the dataset: the engine's defaults plus the toolkit's keys,
+    then ``config`` (a YAML file), ``TRAINER.NAME`` and ``opts`` (KEY VALUE pairs)."""
+    from disakit.dassl_api import get_cfg_default
+    from disakit.trainers.config import extend_cfg
+
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    if config:
+        cfg.merge_from_file(str(config))
+    if trainer:
+        cfg.TRAINER.NAME = trainer
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
 def run_cli(*args: str, env: dict | None = None, check: bool = True,
             cwd: Path = REPO) -> subprocess.CompletedProcess:
     """Run a repository entry point (``train.py``, a script) as a user would, capturing output."""

@@ -10,7 +10,7 @@ import re
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, toolkit_cfg
 
 from disakit import trainers  # noqa: F401  (registers the trainers)
 from disakit.clipkit import encoders
@@ -106,11 +106,8 @@ def test_side_stream_shape_errors_name_the_tower(tiny):
 
 # ------------------------------------------------------------------------ checkpointing
 def _trainer(tiny, name: str, checkpointing: bool):
-    cfg = get_cfg_default()
-    extend_cfg(cfg)
-    cfg.TRAINER.NAME = name
-    cfg.DATASET.NAME = "OxfordPets"
-    cfg.merge_from_list(TINY_OPTS[name] + ["MODEL.GRAD_CHECKPOINTING", checkpointing])
+    cfg = toolkit_cfg(name, "DATASET.NAME", "OxfordPets", *TINY_OPTS[name],
+                      "MODEL.GRAD_CHECKPOINTING", checkpointing)
     torch.manual_seed(0)
     trainer = build_standalone(cfg, tiny, CLASSNAMES)
     if hasattr(trainer, "prototypes") and trainer.prototypes is None:  # DiSa's L_DiR

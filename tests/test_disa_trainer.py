@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import toolkit_cfg
 
 import disakit.trainers.disa as disa_module
 from disakit import trainers  # noqa: F401  (registers the trainers)
@@ -18,9 +19,8 @@ from disakit.clipkit.encoders import VisionTower
 from disakit.clipkit.losses import cross_interactive_kl
 from disakit.clipkit.random_clip import build_random_clip
 from disakit.clipkit.templates import IMAGENET60
-from disakit.dassl_api import get_cfg_default, read_image
+from disakit.dassl_api import read_image
 from disakit.trainers.base import build_standalone
-from disakit.trainers.config import extend_cfg
 from disakit.trainers.disa import ABLATION_LADDER
 
 CLASSNAMES = ["cat", "golden_retriever", "car"]
@@ -34,12 +34,7 @@ B2N_CONFIG = "configs/trainers/DiSa/vit_b16_c2_ep20_batch4_4+4ctx.yaml"
 
 
 def make_cfg(trainer: str, *opts, config: str | None = None):
-    cfg = get_cfg_default()
-    extend_cfg(cfg)
-    if config:
-        cfg.merge_from_file(config)
-    cfg.merge_from_list(["TRAINER.NAME", trainer, "DATASET.NAME", "EuroSAT", *opts])
-    return cfg
+    return toolkit_cfg(trainer, "DATASET.NAME", "EuroSAT", *opts, config=config)
 
 
 @pytest.fixture(scope="module")

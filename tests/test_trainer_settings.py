@@ -13,12 +13,13 @@ import math
 
 import pytest
 import torch
+from conftest import toolkit_cfg
 
 from disakit import bundle, trainers  # noqa: F401  (trainers: defines them)
 from disakit.clipkit.random_clip import build_random_clip
-from disakit.dassl_api import get_cfg_default, load_checkpoint
+from disakit.dassl_api import load_checkpoint
 from disakit.trainers.base import DataFree, build_standalone, map_checkpoint_keys
-from disakit.trainers.config import TRAINER_KEYS, ConfigError, extend_cfg
+from disakit.trainers.config import TRAINER_KEYS, ConfigError
 from disakit.trainers.coop import CoOp, CoOpSettings
 from disakit.trainers.promptsrc import PromptSRC
 from disakit.trainers.settings import TrainerSettings, convert
@@ -28,11 +29,7 @@ NODE_TRAINERS = sorted(name for name, cls in bundle.TRAINERS.items() if cls.CFG_
 
 
 def default_cfg(trainer: str = "CoOp", *opts):
-    cfg = get_cfg_default()
-    extend_cfg(cfg)
-    cfg.TRAINER.NAME = trainer
-    cfg.merge_from_list(list(opts))
-    return cfg
+    return toolkit_cfg(trainer, *opts)
 
 
 def field_keys(settings_cls) -> set[str]:

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import toolkit_cfg
 
 from disakit.clipkit.loading import load_clip
 from disakit.clipkit.losses import inter_dispersion, intra_dispersion
 from disakit.clipkit.prompts import ContextInit
 from disakit.clipkit.random_clip import build_random_clip
-from disakit.dassl_api import get_cfg_default, read_image
+from disakit.dassl_api import read_image
 from disakit.trainers.base import build_standalone
-from disakit.trainers.config import extend_cfg
 from disakit.trainers.dapt import DAPTPromptLearner, visual_prompt_init
 from disakit.trainers.prototypes import prototype_cache, trainer_prototypes
 
@@ -52,10 +52,7 @@ def tiny():
 
 
 def make_cfg(*opts):
-    cfg = get_cfg_default()
-    extend_cfg(cfg)
-    cfg.merge_from_list(["TRAINER.NAME", "DAPT", "OPTIM.LR", 2.0, *opts])
-    return cfg
+    return toolkit_cfg("DAPT", "OPTIM.LR", 2.0, *opts)
 
 
 def test_each_dispersion_term_reaches_only_its_prompts(tiny):

@@ -12,16 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO
+from conftest import REPO, toolkit_cfg
 
 from disakit import trainers  # noqa: F401  (registers the trainers)
 from disakit.clipkit.losses import representation_terms
 from disakit.clipkit.prompts import tokenize
 from disakit.clipkit.random_clip import build_random_clip
 from disakit.clipkit.representation import RepresentationSpec
-from disakit.dassl_api import get_cfg_default
 from disakit.trainers.base import build_standalone
-from disakit.trainers.config import ConfigError, extend_cfg
+from disakit.trainers.config import ConfigError
 
 CLASSNAMES = ["cat", "golden_retriever", "a very long class name with many words", "car"]
 NODES = {"MMRL": "MMRL", "MMRLpp": "MMRLPP"}
@@ -29,12 +28,7 @@ TEMPLATE = "a photo of a {}, a type of pet."  # OxfordPets' hand-crafted templat
 
 
 def make_cfg(trainer: str, *opts):
-    cfg = get_cfg_default()
-    extend_cfg(cfg)
-    cfg.TRAINER.NAME = trainer
-    cfg.DATASET.NAME = "OxfordPets"
-    cfg.merge_from_list(list(opts))
-    return cfg
+    return toolkit_cfg(trainer, "DATASET.NAME", "OxfordPets", *opts)
 
 
 def standalone(trainer: str, clip_model, *opts, classnames=CLASSNAMES, seed: int = 0):

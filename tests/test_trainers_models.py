@@ -11,15 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO
+from conftest import REPO, toolkit_cfg
 
 from disakit import trainers  # noqa: F401  (registers the trainers)
 from disakit.clipkit.deep_prompts import DeepPromptedCLIP, DeepPromptSpec, VLPromptLearner
 from disakit.clipkit.prompts import tokenize
 from disakit.clipkit.random_clip import build_random_clip
-from disakit.dassl_api import get_cfg_default
 from disakit.trainers.base import build_standalone
-from disakit.trainers.config import extend_cfg
 
 CLASSNAMES = ["cat", "golden_retriever", "a very long class name with many words", "car"]
 TRAINERS = ["CoOp", "CoCoOp", "KgCoOp", "MaPLe", "IVLP", "PromptSRC", "VPT"]
@@ -31,13 +29,9 @@ TINY_DEPTHS = {"MaPLe": ["TRAINER.MAPLE.PROMPT_DEPTH", 2],
 
 
 def make_cfg(trainer: str, *opts, config: str | None = None):
-    cfg = get_cfg_default()
-    extend_cfg(cfg)
-    if config:
-        cfg.merge_from_file(str(REPO / "configs" / "trainers" / config))
-    cfg.TRAINER.NAME = trainer
-    cfg.merge_from_list(list(opts))
-    return cfg
+    """``config`` is relative to configs/trainers/."""
+    return toolkit_cfg(trainer, *opts,
+                       config=REPO / "configs" / "trainers" / config if config else None)
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import REPO
+from conftest import REPO, toolkit_cfg
 
 from disakit.clipkit.prompts import tokenize
 from disakit.clipkit.random_clip import build_random_clip
 from disakit.clipkit.templates import TCP_KNOWLEDGE_TEMPLATES, TCP_TEMPLATES
-from disakit.dassl_api import build_optimizer, get_cfg_default
+from disakit.dassl_api import build_optimizer
 from disakit.runkit import protocol
 from disakit.trainers.base import build_standalone
-from disakit.trainers.config import ConfigError, extend_cfg
+from disakit.trainers.config import ConfigError
 from disakit.trainers.tcp import tcp_templates
 
 CLASSNAMES = ["cat", "golden_retriever", "a very long class name with many words", "car"]
@@ -28,14 +28,7 @@ TINY = ["TRAINER.TCP.CLASS_TOKEN_LAYER", 1]  # the tiny CLIP has 2 text layers
 CONFIG = REPO / "configs" / "trainers" / "TCP" / "vit_b16_ep100_ctxv1.yaml"
 
 
-def make_cfg(trainer: str, *opts, config: Path | None = None):
-    cfg = get_cfg_default()
-    extend_cfg(cfg)
-    if config:
-        cfg.merge_from_file(str(config))
-    cfg.TRAINER.NAME = trainer
-    cfg.merge_from_list(list(opts))
-    return cfg
+make_cfg = toolkit_cfg
 
 
 @pytest.fixture(scope="module")
