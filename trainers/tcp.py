@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from disakit.bundle import bundled_trainer
 from disakit.clipkit.banks import FrozenTextBank
 from disakit.clipkit.compat import clip
-from disakit.clipkit.encoders import TokenOverwrite
+from disakit.clipkit.encoders import TextTower, TokenOverwrite
 from disakit.clipkit.losses import cross_entropy, knowledge_guidance
 from disakit.clipkit.model import PromptedCLIP
 from disakit.clipkit.prompts import ContextInit, PromptContext, init_context
@@ -164,8 +164,7 @@ class TCP(PromptTrainer):
     def build_custom_clip(self, clip_model: nn.Module, classnames: list[str]) -> PromptedCLIP:
         """TCP's model with the dataset's templates (or the configured ones)."""
         s = self.settings
-        stock: Any = clip_model  # a stock clip.model.CLIP
-        layers = len(stock.transformer.resblocks)
+        layers = TextTower(clip_model).num_layers
         if s.n_class_tokens and s.class_token_layer >= layers:
             raise ConfigError(
                 f"TRAINER.TCP.CLASS_TOKEN_LAYER {s.class_token_layer} does not exist: the "
