@@ -24,6 +24,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from disakit.dassl_api import Datum, listdir_nohidden, read_json, write_json
 
+from .store import atomic_write
+
 __all__ = [
     "DATASETS_DOC", "SUBSAMPLE_CHOICES", "MissingImagesError", "SplitFileError", "dataset_root",
     "require_path", "warn_short_classes",
@@ -280,13 +282,7 @@ def save_split(
     if generated:
         split["generated"] = generated
     split.update(extra or {})
-    tmp = f"{filepath}.tmp-{os.getpid()}"
-    try:
-        write_json(split, tmp)
-        os.replace(tmp, filepath)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(filepath, lambda tmp: write_json(split, tmp))
     print(f"Saved split to {filepath}")
 
 
