@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping, Optional
 __all__ = [
     "RECORD_FILE", "CONFIG_FILE", "IGNORED_KEYS", "DASSL_ONLY_NODES", "RunIdentityError",
     "flatten_cfg", "make_identity", "fingerprint", "read_record", "identity_diff", "has_work",
-    "RunRecord", "RunSession",
+    "RunRecord", "RunSession", "write_text_atomic",
 ]
 
 RECORD_FILE = "run.json"
@@ -186,7 +186,7 @@ class RunRecord:
     def start(self, config_text: str) -> None:
         """Write ``config.yaml`` and ``run.json`` (status ``running``)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.folder / CONFIG_FILE, config_text)
+        write_text_atomic(self.folder / CONFIG_FILE, config_text)
         self._write("running")
 
     def finish(self) -> None:
@@ -199,10 +199,12 @@ class RunRecord:
         record = {"fingerprint": self.fingerprint, "status": status,
                   "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "host": socket.gethostname(),
                   "pid": os.getpid(), "command": self.command, "identity": self.identity, **extra}
-        _write_atomic(self.path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+        write_text_atomic(self.path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary name beside ``path``, then rename: readers (other runs, the
+    driver's status) never see half a record."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

@@ -47,6 +47,7 @@ from submitit.helpers import Checkpointable
 from submitit.slurm.slurm import SlurmJobEnvironment, read_job_id
 
 from .jobs import ROOT, Job
+from .record import write_text_atomic
 
 __all__ = ["SlurmResources", "SubmittedJob", "JobOutcome", "submit_phases", "wait",
            "slurm_states", "RECORD_NAME", "job_log_paths"]
@@ -292,9 +293,7 @@ def _write_record(folder: Path, submitted: Iterable[SubmittedJob]) -> None:
     for sj in submitted:
         record[sj.key] = {"job_id": sj.job_id, "phase": sj.phase, "stdout": str(sj.stdout),
                           "stderr": str(sj.stderr), "submitted": now}
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"jobs": record}, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps({"jobs": record}, indent=1, sort_keys=True))
 
 
 def _read_record(folder: Path) -> dict[str, dict[str, Any]]:
