@@ -1,10 +1,12 @@
 """Every bundled trainer's ``TRAINER.<NAME>.*`` config keys, declared in one place.
 
-``extend_cfg`` adds them (and ``DATASET.SUBSAMPLE_CLASSES`` and the ImageFolder reader's
-``DATASET_KEYS``) to the engine defaults before any
-YAML is merged, because yacs rejects keys that do not exist yet. The node name is the trainer's
-registry name upper-cased (``clean_cfg`` relies on it). Documented in docs/methods/; float
-options have float defaults so that YAML values type-check (write ``8.0``, not ``8``).
+``extend_cfg`` adds them (and ``DATASET.SUBSAMPLE_CLASSES``, the ImageFolder reader's
+``DATASET_KEYS`` and ``MODEL.GRAD_CHECKPOINTING``) to the engine defaults before any YAML is
+merged, because yacs rejects keys that do not exist yet. Each trainer reads its node once into
+its settings dataclass (``trainers/settings.py``); the defaults live only here. The node name
+is the trainer's registry name upper-cased (``clean_cfg`` relies on it). Documented in
+docs/methods/; float options have float defaults so that YAML values type-check (write ``8.0``,
+not ``8``).
 """
 from __future__ import annotations
 
