@@ -148,11 +148,12 @@ def test_slurm_matrix_equals_local_and_survives_scancel(
                                        f"{paused_dir.split('/')[-2]}/{k.split('/')[3]}"))
     subprocess.run(["scancel", str(record[key]["job_id"])], check=True)
     output = driver.communicate(timeout=600)[0]
-    assert driver.returncode == 1 and "cancelled" in output
+    assert driver.returncode == 1 and "cancelled" in output, output
     sbatch = list((out / "reproduce" / "slurm").rglob("*.sh"))
     assert any("afterok" in p.read_text() for p in sbatch)  # the test array waits for training
     rerun = run_cli(*matrix_cmd(tiny_clip_path, *slurm), env=env_for(data_root, out)).stdout
-    assert "16 jobs: 7 done" in rerun  # the 7 other trainings; the tests never ran
+    # the 7 other trainings; the tests never ran
+    assert "16 jobs: 7 done" in rerun, f"first run:\n{output}\nre-run:\n{rerun}"
     assert _numbers(report_cells(out)) == _numbers(report_cells(local_run))
 
 

@@ -6,10 +6,11 @@ patched to stop at a precise moment:
 
 * ``FAULT=pause_at_batch:E:B`` -- at epoch E (1-based), batch B: write ``$FAULT_MARKER``, then
   sleep until killed (the test sends ``SIGKILL``); the marker holds the pid and the command
-  line, and a process that finds the marker already there does not pause (one-shot);
+  line, and only the first process to get there pauses (one-shot: a later one, e.g. a
+  resumed run or the next job of a matrix, goes on);
 * ``FAULT=pause_in_write:N`` -- on the N-th rolling-checkpoint write, after the temporary file is
   complete but before it replaces the checkpoint: same;
-* ``FAULT=crash_in_test`` -- the final evaluation raises (once: ``$FAULT_MARKER`` records it).
+* ``FAULT=crash_in_test`` -- the final evaluation raises (once; ``$FAULT_MARKER`` records it).
 """
 import os
 import sys
@@ -19,14 +20,29 @@ _FAULT = os.environ.get("FAULT", "")
 _MARKER = os.environ.get("FAULT_MARKER", "")
 
 
+def _claim() -> bool:
+    """Whether this process is the first to reach the fault (then it acts on it).
+
+    The claim is one exclusive create, so two jobs of a matrix that reach the fault in the same
+    instant cannot both claim it (checking that the marker exists and then writing it could
+    let both through, and the loser then crashed replacing the shared temporary file).
+    """
+    try:
+        os.close(os.open(_MARKER + ".claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 def _pause() -> None:
     """Pause this process for the test to kill -- once: a later process (a resumed run, the
-    next job of a matrix) finds the marker and goes on."""
-    if os.path.exists(_MARKER):
+    next job of a matrix) finds the fault claimed and goes on."""
+    if not _claim():
         return
-    with open(_MARKER + ".tmp", "w") as f:
+    tmp = f"{_MARKER}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
         f.write(f"{os.getpid()}\n{' '.join(sys.argv)}\n")
-    os.replace(_MARKER + ".tmp", _MARKER)
+    os.replace(tmp, _MARKER)  # the test reads a whole marker or none
     sys.stdout.flush()
     while True:
         time.sleep(1)
@@ -82,7 +98,7 @@ def _install() -> None:
         original_eval = Classification.evaluate
 
         def evaluate(self):
-            if not os.path.exists(_MARKER):
+            if _claim():
                 open(_MARKER, "w").close()
                 raise RuntimeError("injected failure in the final test")
             return original_eval(self)
