@@ -40,13 +40,15 @@ def tiny():
     return model.float().eval()
 
 
-def dpl_opts(**kw):
+def dpl_settings(dataset: str, **kw) -> DPLSettings:
+    """DPL's settings as the trainer reads them, for ``dataset``, with ``TRAINER.DPL`` keys set."""
     cfg = get_cfg_default()
     extend_cfg(cfg)
+    cfg.DATASET.NAME = dataset
     cfg.TRAINER.DPL.PROMPT_DEPTH_TEXT = cfg.TRAINER.DPL.PROMPT_DEPTH_VISION = 3
     for key, value in kw.items():
         cfg.TRAINER.DPL[key] = value
-    return cfg.TRAINER.DPL
+    return DPLSettings.from_cfg(cfg)
 
 
 def stock_logits(model, images, template="a photo of a {}."):
@@ -133,18 +135,16 @@ def test_prompt_rows_see_their_sequence_up_to_eot_and_the_prompts():
 @torch.no_grad()
 def test_zero_gates_with_residual_prompts_give_zero_shot_clip(tiny):
     images = torch.randn(3, 3, 32, 32)
-    model = DPLCLIP(tiny, CLASSNAMES, DPLSettings.from_cfg(dpl_opts(), "ImageNet")).eval()
+    model = DPLCLIP(tiny, CLASSNAMES, dpl_settings("ImageNet")).eval()
     with torch.no_grad():
         model.prompt_learner.text.delta[0].normal_(0.0, 1.0)  # Δ_0 large, Δ_{≥1} = 0, g = 0
     assert (model(images) - stock_logits(tiny, images)).abs().max() <= 1e-4
-    custom = DPLCLIP(tiny, CLASSNAMES, DPLSettings.from_cfg(dpl_opts(TEXT_TEMPLATE="custom"),
-                                                            "EuroSAT"))
+    custom = DPLCLIP(tiny, CLASSNAMES, dpl_settings("EuroSAT", TEXT_TEMPLATE="custom"))
     expected = stock_logits(tiny, images, "a centered satellite photo of {}.")
     assert (custom(images) - expected).abs().max() <= 1e-4
     randomize_(model.prompt_learner.text)
     assert (model(images) - stock_logits(tiny, images)).abs().max() > 1e-3  # gates open: differs
-    per_layer = DPLCLIP(tiny, CLASSNAMES, DPLSettings.from_cfg(dpl_opts(GATE_PER_HEAD=False),
-                                                               "ImageNet"))
+    per_layer = DPLCLIP(tiny, CLASSNAMES, dpl_settings("ImageNet", GATE_PER_HEAD=False))
     assert (per_layer(images) - stock_logits(tiny, images)).abs().max() <= 1e-4
     randomize_(per_layer.prompt_learner.vision)
     assert per_layer.prompt_learner.vision.gate.shape == (3, 1)
@@ -153,7 +153,7 @@ def test_zero_gates_with_residual_prompts_give_zero_shot_clip(tiny):
 
 @torch.no_grad()
 def test_text_truncation_is_exact_and_prompt_rows_ignore_padding(tiny):
-    model = DPLCLIP(tiny, CLASSNAMES, DPLSettings.from_cfg(dpl_opts(), "ImageNet"))
+    model = DPLCLIP(tiny, CLASSNAMES, dpl_settings("ImageNet"))
     prompts = randomize_(model.prompt_learner.text)
     tokens = tokenize([f"a photo of a {c.replace('_', ' ')}." for c in CLASSNAMES])
     short = encode_text_decoupled(model.text, tokens, prompts, truncate=True)
@@ -183,8 +183,7 @@ def by_hand_decoupled(blocks, x, prompts, causal=False, eot=None):
 @torch.no_grad()
 def test_tower_features_match_a_by_hand_decoupled_pass(tiny, i2p, update):
     """Open gates, per-layer deltas: both towers' features equal the stock modules run by hand."""
-    model = DPLCLIP(tiny, CLASSNAMES, DPLSettings.from_cfg(
-        dpl_opts(I2P=i2p, PROMPT_UPDATE=update), "ImageNet"))
+    model = DPLCLIP(tiny, CLASSNAMES, dpl_settings("ImageNet", I2P=i2p, PROMPT_UPDATE=update))
     text, vision = (randomize_(p) for p in (model.prompt_learner.text,
                                             model.prompt_learner.vision))
     tokens = model.tokens
@@ -220,10 +219,10 @@ def test_learned_parameters_and_their_count_at_vit_b16():
 @torch.no_grad()
 def test_modality_leaves_the_other_tower_frozen(tiny):
     images = torch.randn(2, 3, 32, 32)
-    text_only = DPLCLIP(tiny, CLASSNAMES, DPLSettings.from_cfg(dpl_opts(MODALITY="text"), "x"))
+    text_only = DPLCLIP(tiny, CLASSNAMES, dpl_settings("x", MODALITY="text"))
     assert text_only.prompt_learner.vision is None
     assert torch.equal(text_only.image_features(images), text_only.frozen_image_features(images))
-    vision_only = DPLCLIP(tiny, CLASSNAMES, DPLSettings.from_cfg(dpl_opts(MODALITY="vision"), "x"))
+    vision_only = DPLCLIP(tiny, CLASSNAMES, dpl_settings("x", MODALITY="vision"))
     randomize_(vision_only.prompt_learner.vision)
     assert vision_only.prompt_learner.text is None
     expected = stock_logits(tiny, images)
@@ -235,11 +234,11 @@ def test_modality_leaves_the_other_tower_frozen(tiny):
 
 def test_config_errors_name_the_key(tiny):
     with pytest.raises(ValueError, match="PROMPT_DEPTH_TEXT"):
-        DPLCLIP(tiny, CLASSNAMES, DPLSettings.from_cfg(dpl_opts(PROMPT_DEPTH_TEXT=4), "x"))
+        DPLCLIP(tiny, CLASSNAMES, dpl_settings("x", PROMPT_DEPTH_TEXT=4))
     with pytest.raises(ValueError, match="TRAINER.DPL.I2P"):
-        DPLSettings.from_cfg(dpl_opts(I2P="soft"), "x")
+        dpl_settings("x", I2P="soft")
     with pytest.raises(ValueError, match="TEXT_TEMPLATE"):
-        DPLSettings.from_cfg(dpl_opts(TEXT_TEMPLATE="a photo"), "x")
+        dpl_settings("x", TEXT_TEMPLATE="a photo")
 
 
 def test_training_steps_change_only_the_prompts(tiny):

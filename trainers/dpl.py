@@ -60,14 +60,6 @@ class DPLSettings(PromptSettings):
     gate_per_head: bool
     dataset_name: str = setting("DATASET.NAME")
 
-    @classmethod
-    def from_cfg(cls, cfg: Any, dataset_name: Optional[str] = None) -> DPLSettings:
-        """From the whole config (as the trainer reads it), or from the ``TRAINER.DPL`` node
-        alone and the dataset's name."""
-        if dataset_name is not None:
-            cfg = {"TRAINER": {"DPL": cfg}, "DATASET": {"NAME": dataset_name}}
-        return super().from_cfg(cfg)
-
     def validate(self) -> None:
         """The attention combination and the instance template (one ``{}``)."""
         super().validate()
