@@ -10,7 +10,7 @@ image (so text prompts are conditioned on the class name). Loss: cross-entropy o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
