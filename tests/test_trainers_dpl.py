@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import toolkit_cfg
 
 from disakit.clipkit.compat import clip
 from disakit.clipkit.decoupled import (
@@ -19,9 +20,7 @@ from disakit.clipkit.decoupled import (
     restricted_attention,
 )
 from disakit.clipkit.prompts import tokenize
-from disakit.dassl_api import get_cfg_default
 from disakit.trainers.base import build_standalone
-from disakit.trainers.config import extend_cfg
 from disakit.trainers.dpl import DPLCLIP, DPLPromptLearner, DPLSettings
 
 CLASSNAMES = ["cat", "golden_retriever", "a very long class name with many words", "car"]
@@ -42,12 +41,9 @@ def tiny():
 
 def dpl_settings(dataset: str, **kw) -> DPLSettings:
     """DPL's settings as the trainer reads them, for ``dataset``, with ``TRAINER.DPL`` keys set."""
-    cfg = get_cfg_default()
-    extend_cfg(cfg)
-    cfg.DATASET.NAME = dataset
-    cfg.TRAINER.DPL.PROMPT_DEPTH_TEXT = cfg.TRAINER.DPL.PROMPT_DEPTH_VISION = 3
-    for key, value in kw.items():
-        cfg.TRAINER.DPL[key] = value
+    opts = {"PROMPT_DEPTH_TEXT": 3, "PROMPT_DEPTH_VISION": 3, **kw}
+    cfg = toolkit_cfg("DPL", "DATASET.NAME", dataset,
+                      *(x for key, value in opts.items() for x in (f"TRAINER.DPL.{key}", value)))
     return DPLSettings.from_cfg(cfg)
 
 
@@ -242,11 +238,9 @@ def test_config_errors_name_the_key(tiny):
 
 
 def test_training_steps_change_only_the_prompts(tiny):
-    cfg = get_cfg_default()
-    extend_cfg(cfg)
-    cfg.merge_from_list(["TRAINER.NAME", "DPL", "TRAINER.DPL.PROMPT_DEPTH_TEXT", 3,
-                         "TRAINER.DPL.PROMPT_DEPTH_VISION", 3, "TRAINER.DPL.GATE_INIT", 0.1,
-                         "INPUT.SIZE", (32, 32), "OPTIM.LR", 0.5])
+    cfg = toolkit_cfg("DPL", "TRAINER.DPL.PROMPT_DEPTH_TEXT", 3,
+                      "TRAINER.DPL.PROMPT_DEPTH_VISION", 3, "TRAINER.DPL.GATE_INIT", 0.1,
+                      "INPUT.SIZE", (32, 32), "OPTIM.LR", 0.5)
     frozen = {k: v.clone() for k, v in tiny.state_dict().items()}
     trainer = build_standalone(cfg, tiny, CLASSNAMES)
     learner = trainer.model.prompt_learner
